@@ -1,0 +1,30 @@
+"""Packaging for mrcnn: Mask R-CNN for TensorFlow 2 and Keras 3."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def read_requirements():
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+setup(
+    name="mrcnn",
+    version="0.1.0",
+    description="Mask R-CNN instance segmentation for TensorFlow 2 and Keras 3, "
+                "compatible with the classic Keras mrcnn API and weights.",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mrcnn", "mrcnn.*"]),
+    install_requires=read_requirements(),
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff"],
+        "augment": ["albumentations>=1.4"],
+    },
+)
