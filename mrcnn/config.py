@@ -1,0 +1,330 @@
+"""Mask R-CNN configuration: the classic ``Config`` class.
+
+Users subclass :class:`Config` and override class attributes, exactly as with the
+classic Keras ``mrcnn`` package::
+
+    class ShapesConfig(Config):
+        NAME = "shapes"
+        NUM_CLASSES = 1 + 3
+        IMAGE_MIN_DIM = 128
+        IMAGE_MAX_DIM = 128
+
+    config = ShapesConfig()
+    config.display()
+
+``__init__`` computes the derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``,
+``IMAGE_META_SIZE``) and validates the attributes, raising ``ValueError`` with the
+field name, its value and what is allowed. Only ``mrcnn.model.maskrcnn.MaskRCNN``
+reads a ``Config``; layers and functions take explicit arguments.
+"""
+import inspect
+import numbers
+import types
+
+import numpy as np
+
+__all__ = ["Config"]
+
+# image_id (1) + original_image_shape (3) + image_shape (3) + window (4) + scale (1);
+# mirrored by mrcnn.data.image_meta.IMAGE_META_FIXED_SIZE (not imported, to keep this
+# module free of package imports).
+_IMAGE_META_FIXED_SIZE = 1 + 3 + 3 + 4 + 1
+
+_RESIZE_MODES = ("none", "square", "pad64", "crop")
+_BACKBONES = ("resnet50", "resnet101")
+_LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+               "mrcnn_bbox_loss", "mrcnn_mask_loss")
+_POSITIVE_COUNTS = (
+    "GPU_COUNT", "IMAGES_PER_GPU", "NUM_CLASSES", "STEPS_PER_EPOCH",
+    "VALIDATION_STEPS", "TRAIN_ROIS_PER_IMAGE", "RPN_TRAIN_ANCHORS_PER_IMAGE",
+    "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT",
+    "DETECTION_MAX_INSTANCES", "MAX_GT_INSTANCES", "IMAGE_CHANNEL_COUNT",
+)
+# The backbone downsamples by 2**6 (P6), so molded image sides must divide by 64.
+_SIDE_MULTIPLE = 2 ** 6
+
+
+class Config:
+    """Base configuration; subclass it and override the class attributes.
+
+    Defaults are those of the classic package. Derived (set by ``__init__``):
+
+    - ``BATCH_SIZE`` (int): ``IMAGES_PER_GPU * GPU_COUNT``.
+    - ``IMAGE_SHAPE`` (np.ndarray int, ``[3]``): ``[IMAGE_MAX_DIM, IMAGE_MAX_DIM,
+      IMAGE_CHANNEL_COUNT]``; in "crop" mode ``[IMAGE_MIN_DIM, IMAGE_MIN_DIM, C]``.
+    - ``IMAGE_META_SIZE`` (int): ``12 + NUM_CLASSES``, the length of one image_meta
+      row (see ``mrcnn.data.image_meta``).
+
+    Derived values are computed once; after changing attributes on an instance,
+    call :meth:`validate` (and recompute derived values yourself if needed).
+    """
+
+    # Name of the configuration, used in the log directory and checkpoint names.
+    # None is accepted (quick tests); MaskRCNN needs it for file names.
+    NAME = None
+
+    # Images per GPU; 12 GB of GPU memory fits about two 1024x1024 images.
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 2
+
+    # Steps per epoch (not tied to the dataset size), and validation steps at the
+    # end of each epoch.
+    STEPS_PER_EPOCH = 1000
+    VALIDATION_STEPS = 50
+
+    # "resnet50", "resnet101", or a callable graph builder; a callable needs
+    # COMPUTE_BACKBONE_SHAPE, a callable(image_shape) -> [N, (height, width)].
+    BACKBONE = "resnet101"
+    COMPUTE_BACKBONE_SHAPE = None
+
+    # Strides of the pyramid levels P2..P6 (pixels).
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+
+    # Width of the fully connected layers of the classifier head.
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+
+    # Channels of the top-down feature pyramid.
+    TOP_DOWN_PYRAMID_SIZE = 256
+
+    # Number of classes, including the background.
+    NUM_CLASSES = 1
+
+    # Anchor side lengths in pixels, one per pyramid level.
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+
+    # Anchor width / height ratios.
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+
+    # 1: an anchor at every feature-map cell; 2: every other cell, and so on.
+    RPN_ANCHOR_STRIDE = 1
+
+    # NMS threshold on RPN proposals.
+    RPN_NMS_THRESHOLD = 0.7
+
+    # Anchors sampled per image for RPN training.
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+
+    # Top anchors (by RPN score) kept before NMS.
+    PRE_NMS_LIMIT = 6000
+
+    # ROIs kept after NMS, in training and inference.
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+
+    # Store instance masks cropped to their box and resized to MINI_MASK_SHAPE.
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)  # (height, width)
+
+    # "none": no resizing or padding; "square": resize so the short side is
+    # IMAGE_MIN_DIM (long side at most IMAGE_MAX_DIM) and pad to
+    # [IMAGE_MAX_DIM, IMAGE_MAX_DIM]; "pad64": resize by IMAGE_MIN_DIM/IMAGE_MIN_SCALE
+    # and pad each side to a multiple of 64; "crop": random crop of
+    # [IMAGE_MIN_DIM, IMAGE_MIN_DIM] (training only).
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 800
+    IMAGE_MAX_DIM = 1024
+    # Minimum upscaling ratio, applied after IMAGE_MIN_DIM (0: none).
+    IMAGE_MIN_SCALE = 0
+    # 3 for RGB; other counts need a backbone whose first layer is trained for them.
+    IMAGE_CHANNEL_COUNT = 3
+
+    # Per-channel mean subtracted from images (RGB).
+    MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
+
+    # ROIs per image fed to the classifier and mask heads in training.
+    TRAIN_ROIS_PER_IMAGE = 200
+
+    # Fraction of positive ROIs among the training ROIs.
+    ROI_POSITIVE_RATIO = 0.33
+
+    # ROI Align output sizes of the classifier and mask heads.
+    POOL_SIZE = 7
+    MASK_POOL_SIZE = 14
+
+    # Output mask size; the mask head produces 2 * MASK_POOL_SIZE.
+    MASK_SHAPE = [28, 28]
+
+    # Ground-truth instances kept per image.
+    MAX_GT_INSTANCES = 100
+
+    # Standard deviations that box deltas are divided by (RPN and final heads).
+    RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    # Final detections per image.
+    DETECTION_MAX_INSTANCES = 100
+
+    # Detections with a lower class score are dropped.
+    DETECTION_MIN_CONFIDENCE = 0.7
+
+    # Per-class NMS threshold of the final detections.
+    DETECTION_NMS_THRESHOLD = 0.3
+
+    # SGD learning rate and momentum.
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+
+    # L2 weight decay on trainable weights except BatchNorm gamma/beta.
+    WEIGHT_DECAY = 0.0001
+
+    # Weights of the five losses.
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.,
+        "rpn_bbox_loss": 1.,
+        "mrcnn_class_loss": 1.,
+        "mrcnn_bbox_loss": 1.,
+        "mrcnn_mask_loss": 1.,
+    }
+
+    # True: ROIs come from the RPN; False: from an input (to debug the heads).
+    USE_RPN_ROIS = True
+
+    # None: train BatchNorm layers; False: frozen (inference mode, the default
+    # because small batches make batch statistics noisy); True: always training mode.
+    TRAIN_BN = False
+
+    # Global gradient norm clipping.
+    GRADIENT_CLIP_NORM = 5.0
+
+    def __init__(self):
+        self._unbind_callables()
+        self.validate()
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
+        side = self.IMAGE_MIN_DIM if self.IMAGE_RESIZE_MODE == "crop" else self.IMAGE_MAX_DIM
+        self.IMAGE_SHAPE = np.array([side, side, self.IMAGE_CHANNEL_COUNT])
+        self.IMAGE_META_SIZE = _IMAGE_META_FIXED_SIZE + self.NUM_CLASSES
+
+    def _unbind_callables(self):
+        # A plain function written in a subclass body (``BACKBONE = my_resnet``)
+        # would otherwise come back as a bound method and get the config as its
+        # first argument; store the raw function on the instance instead.
+        for name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE"):
+            raw = inspect.getattr_static(self, name, None)
+            if isinstance(raw, types.FunctionType):
+                setattr(self, name, raw)
+
+    def validate(self):
+        """Check every attribute; raise ``ValueError`` naming the first bad one.
+
+        The message holds the field name, its value and what is allowed.
+        """
+        for name in _POSITIVE_COUNTS:
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0:
+                raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
+
+        mode = self.IMAGE_RESIZE_MODE
+        if mode not in _RESIZE_MODES:
+            raise ValueError(f"Config.IMAGE_RESIZE_MODE must be one of {_RESIZE_MODES}, "
+                             f"got {mode!r}")
+        if mode != "none":
+            # "none" feeds images at their own size, so the dims are unused.
+            self._check_side("IMAGE_MAX_DIM", f"in IMAGE_RESIZE_MODE {mode!r}")
+            if mode in ("crop", "pad64"):
+                # crop: IMAGE_SHAPE is [MIN, MIN]; pad64: the classic resize asserts it.
+                self._check_side("IMAGE_MIN_DIM", f"in IMAGE_RESIZE_MODE {mode!r}")
+
+        backbone = self.BACKBONE
+        if callable(backbone):
+            if not callable(self.COMPUTE_BACKBONE_SHAPE):
+                raise ValueError(
+                    "Config.COMPUTE_BACKBONE_SHAPE must be a callable(image_shape) -> "
+                    "feature map shapes when BACKBONE is a callable, got "
+                    f"{self.COMPUTE_BACKBONE_SHAPE!r}")
+        elif backbone not in _BACKBONES:
+            raise ValueError(f"Config.BACKBONE must be one of {_BACKBONES} or a callable, "
+                             f"got {backbone!r}")
+
+        if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
+            raise ValueError(
+                f"Config.RPN_ANCHOR_SCALES must have one scale per pyramid level, i.e. "
+                f"len(BACKBONE_STRIDES) = {len(self.BACKBONE_STRIDES)} entries, got "
+                f"{len(self.RPN_ANCHOR_SCALES)}: {self.RPN_ANCHOR_SCALES!r}")
+
+        if np.ndim(self.MEAN_PIXEL) != 1 or len(self.MEAN_PIXEL) != self.IMAGE_CHANNEL_COUNT:
+            raise ValueError(
+                f"Config.MEAN_PIXEL must have IMAGE_CHANNEL_COUNT = {self.IMAGE_CHANNEL_COUNT} "
+                f"values, got {self.MEAN_PIXEL!r}")
+
+        ratio = self.ROI_POSITIVE_RATIO
+        if not _is_real(ratio) or not 0 < ratio <= 1:
+            raise ValueError(f"Config.ROI_POSITIVE_RATIO must be in (0, 1], got {ratio!r}")
+        confidence = self.DETECTION_MIN_CONFIDENCE
+        if not _is_real(confidence) or not 0 <= confidence <= 1:
+            raise ValueError(f"Config.DETECTION_MIN_CONFIDENCE must be in [0, 1], "
+                             f"got {confidence!r}")
+
+        # Identity, not equality: 0 and 1 must not pass for False and True.
+        if not any(self.TRAIN_BN is allowed for allowed in (None, True, False)):
+            raise ValueError(f"Config.TRAIN_BN must be None, True or False, "
+                             f"got {self.TRAIN_BN!r}")
+
+        weights = self.LOSS_WEIGHTS
+        if not isinstance(weights, dict) or set(weights) != set(_LOSS_NAMES):
+            raise ValueError(f"Config.LOSS_WEIGHTS must be a dict with exactly the keys "
+                             f"{_LOSS_NAMES}, got {weights!r}")
+
+        for name, length in (("RPN_BBOX_STD_DEV", 4), ("BBOX_STD_DEV", 4),
+                             ("MINI_MASK_SHAPE", 2), ("MASK_SHAPE", 2)):
+            value = getattr(self, name)
+            if np.ndim(value) != 1 or len(value) != length:
+                raise ValueError(f"Config.{name} must have {length} values, got {value!r}")
+
+    def _check_side(self, name, why):
+        value = getattr(self, name)
+        if not _is_int(value) or value <= 0 or value % _SIDE_MULTIPLE:
+            raise ValueError(
+                f"Config.{name} must be a positive multiple of {_SIDE_MULTIPLE} (the image is "
+                f"downsampled 6 times) {why}, got {value!r}")
+
+    def _public_names(self):
+        # Class attributes of the whole hierarchy plus instance attributes.
+        return sorted(name for name in dir(self)
+                      if not name.startswith("_") and name.isupper())
+
+    def display(self):
+        """Print ``Configurations:`` and one ``{name:30} {value}`` line per attribute.
+
+        Lists every UPPERCASE attribute that is not callable, sorted by name (the
+        classic format).
+        """
+        print("\nConfigurations:")
+        for name in self._public_names():
+            value = getattr(self, name)
+            if not callable(value):
+                print(f"{name:30} {value}")
+        print("\n")
+
+    def to_dict(self):
+        """Return the UPPERCASE attributes as a plain, ``json.dumps``-able dict.
+
+        NumPy arrays become lists, NumPy scalars Python numbers, tuples lists, and
+        a callable (a custom BACKBONE or COMPUTE_BACKBONE_SHAPE) its
+        ``"module.qualname"`` string.
+        """
+        return {name: _plain(getattr(self, name)) for name in self._public_names()}
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _plain(value):
+    """Convert a config value to JSON-compatible Python types."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if callable(value):
+        module = getattr(value, "__module__", None) or ""
+        qualname = getattr(value, "__qualname__", None) or type(value).__qualname__
+        return f"{module}.{qualname}" if module else qualname
+    return value
