@@ -1,0 +1,75 @@
+"""Region Proposal Network: one shared sub-model ``rpn_model`` applied to every pyramid level.
+
+The RPN weights live in the nested model ``rpn_model`` (layers ``rpn_conv_shared``,
+``rpn_class_raw``, ``rpn_bbox_pred``), exactly as in the classic ``.h5`` files. :func:`rpn_graph`
+applies it to P2..P6 and concatenates the per-level outputs into the layers ``rpn_class_logits``,
+``rpn_class`` and ``rpn_bbox``.
+
+Anchor order: per level, row-major over the feature map (h, then w), then the anchors of one
+location; levels in the order given (P2 first). This equals the order of
+``generate_pyramid_anchors`` (scales outer, then y, x, then ratios) used by the classic model.
+"""
+import keras
+from keras import layers
+
+__all__ = ["build_rpn_model", "rpn_graph"]
+
+
+def build_rpn_model(anchor_stride, anchors_per_location, depth):
+    """The shared RPN head as a ``keras.Model`` named ``rpn_model``.
+
+    Args:
+        anchor_stride: stride of anchors on the feature map (classic ``RPN_ANCHOR_STRIDE``,
+            usually 1); the shared 3x3 convolution uses it as its stride.
+        anchors_per_location: anchors per feature-map cell (``len(RPN_ANCHOR_RATIOS)``, usually 3).
+        depth: channels of the feature maps (``TOP_DOWN_PYRAMID_SIZE``).
+    Returns:
+        Model with input ``input_rpn_feature_map`` ``[B, h, w, depth]`` (any h, w) and outputs
+        ``[rpn_class_logits [B, A_l, 2], rpn_probs [B, A_l, 2] (softmax, index 1 = foreground),
+        rpn_bbox [B, A_l, 4] (dy, dx, log dh, log dw), still scaled by RPN_BBOX_STD_DEV]`` with
+        ``A_l = ceil(h / anchor_stride) * ceil(w / anchor_stride) * anchors_per_location``.
+    """
+    for arg, value in (("anchor_stride", anchor_stride),
+                       ("anchors_per_location", anchors_per_location), ("depth", depth)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"build_rpn_model: {arg} must be a positive int, got {value!r}")
+    anchors_per_location = int(anchors_per_location)
+
+    feature_map = keras.Input(shape=(None, None, int(depth)), name="input_rpn_feature_map")
+    shared = layers.Conv2D(512, (3, 3), padding="same", activation="relu",
+                           strides=int(anchor_stride), name="rpn_conv_shared")(feature_map)
+
+    # [B, h, w, 2*a] -> [B, h*w*a, 2]: channels are grouped per anchor (a0: bg, fg; a1: ...),
+    # so a row-major reshape yields the (h, w, anchor) order of the anchors.
+    x = layers.Conv2D(2 * anchors_per_location, (1, 1), padding="valid", activation="linear",
+                      name="rpn_class_raw")(shared)
+    rpn_class_logits = layers.Reshape((-1, 2), name="rpn_class_logits_flat")(x)
+    rpn_probs = layers.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
+
+    x = layers.Conv2D(4 * anchors_per_location, (1, 1), padding="valid", activation="linear",
+                      name="rpn_bbox_pred")(shared)
+    rpn_bbox = layers.Reshape((-1, 4), name="rpn_bbox_flat")(x)
+
+    return keras.Model(feature_map, [rpn_class_logits, rpn_probs, rpn_bbox], name="rpn_model")
+
+
+def rpn_graph(feature_maps, rpn_model):
+    """Apply the shared RPN model to every pyramid level and concatenate over anchors.
+
+    Args:
+        feature_maps: ``[P2, P3, P4, P5, P6]`` (any number of levels, finest first), each
+            ``[B, h_l, w_l, depth]`` float32.
+        rpn_model: the model from :func:`build_rpn_model`.
+    Returns:
+        ``[rpn_class_logits [B, A, 2], rpn_class [B, A, 2] (softmax probabilities),
+        rpn_bbox [B, A, 4]]``, A = sum of the levels' A_l; the output layers are named
+        ``rpn_class_logits``, ``rpn_class`` and ``rpn_bbox``.
+    """
+    if not feature_maps:
+        raise ValueError("rpn_graph: feature_maps is empty; pass the pyramid levels P2..P6")
+    per_level = [rpn_model(p) for p in feature_maps]
+    names = ("rpn_class_logits", "rpn_class", "rpn_bbox")
+    outputs = []
+    for index, name in enumerate(names):
+        outputs.append(layers.Concatenate(axis=1, name=name)([lvl[index] for lvl in per_level]))
+    return outputs
