@@ -1,0 +1,140 @@
+"""ProposalLayer: RPN scores and deltas on anchors -> a fixed number of region proposals.
+
+Batched and batch-size agnostic: the top-k, the box decoding and the non-maximum suppression
+(``tf.image.non_max_suppression_padded``) run on the whole batch at once, so one layer instance
+serves batch 1 and batch 2 alike and the graph holds no per-image Python loop.
+
+Coordinates are normalized ``(y1, x1, y2, x2)`` (``docs/design.md``): the anchors come in
+normalized, the proposals go out normalized and clipped to ``[0, 0, 1, 1]``, zero-padded at the
+end of each image's list.
+"""
+import logging
+import numbers
+
+import keras
+import tensorflow as tf
+
+from mrcnn.ops.boxes import apply_box_deltas_tf, clip_boxes_tf
+
+__all__ = ["ProposalLayer"]
+
+logger = logging.getLogger(__name__)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return int(value)
+
+
+def _iou_threshold(name, value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a float in [0, 1]; got {value!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a float in [0, 1]; got {value!r}")
+    return value
+
+
+def _std_dev(name, value):
+    try:
+        values = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be 4 positive floats (dy, dx, dh, dw); got {value!r}") \
+            from None
+    if len(values) != 4 or any(v <= 0 for v in values):
+        raise ValueError(f"{name} must be 4 positive floats (dy, dx, dh, dw); got {value!r}")
+    return values
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class ProposalLayer(keras.layers.Layer):
+    """Select RPN proposals: top-k by foreground score, decode, clip, NMS, pad.
+
+    Args:
+        proposal_count: int, proposals kept per image after NMS (``POST_NMS_ROIS_TRAINING`` or
+            ``POST_NMS_ROIS_INFERENCE``); the static length of the output.
+        nms_threshold: float in [0, 1], IoU at or above which a lower-scored box is suppressed
+            (``RPN_NMS_THRESHOLD``). The classic op suppressed strictly above; the two differ
+            only on an exact tie of the IoU with the threshold.
+        pre_nms_limit: int, anchors with the best scores kept before NMS (``PRE_NMS_LIMIT``);
+            ``min(pre_nms_limit, A)`` in effect.
+        rpn_bbox_std_dev: 4 floats (``RPN_BBOX_STD_DEV``) the RPN deltas are multiplied by.
+
+    Call arguments:
+        inputs: list ``[rpn_probs, rpn_bbox, anchors]``:
+            ``rpn_probs`` [B, A, 2] float32 (background, foreground) probabilities;
+            ``rpn_bbox`` [B, A, 4] float32 deltas (dy, dx, log(dh), log(dw)), divided by the std
+            dev (the network's output scale);
+            ``anchors`` [B, A, 4] float32 normalized (y1, x1, y2, x2); [1, A, 4] or [A, 4]
+            broadcast over the batch.
+
+    Returns:
+        [B, proposal_count, 4] float32 normalized (y1, x1, y2, x2), clipped to [0, 0, 1, 1],
+        in descending score order, zero-padded at the end when fewer boxes survive NMS.
+        No gradient flows back: proposals are treated as constants, as in Faster R-CNN.
+
+    Example:
+        >>> layer = ProposalLayer(1000, 0.7, 6000, (0.1, 0.1, 0.2, 0.2), name="ROI")
+        >>> rpn_rois = layer([rpn_class, rpn_bbox, anchors])  # [B, 1000, 4]
+    """
+
+    def __init__(self, proposal_count, nms_threshold, pre_nms_limit, rpn_bbox_std_dev,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.proposal_count = _positive_int("proposal_count", proposal_count)
+        self.nms_threshold = _iou_threshold("nms_threshold", nms_threshold)
+        self.pre_nms_limit = _positive_int("pre_nms_limit", pre_nms_limit)
+        self.rpn_bbox_std_dev = _std_dev("rpn_bbox_std_dev", rpn_bbox_std_dev)
+
+    def call(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
+            raise ValueError("ProposalLayer expects inputs [rpn_probs, rpn_bbox, anchors]; got "
+                             f"{type(inputs).__name__} of length "
+                             f"{len(inputs) if isinstance(inputs, (list, tuple)) else 'n/a'}")
+        # The proposals are sampled, not regressed through: stopping here also keeps the NMS
+        # while-loop out of the backward pass.
+        probs, deltas, anchors = (tf.stop_gradient(tf.cast(x, tf.float32)) for x in inputs)
+        scores = probs[..., 1]  # [B, A] foreground
+        deltas = deltas * tf.constant(self.rpn_bbox_std_dev, tf.float32)
+        anchors = tf.broadcast_to(anchors, tf.shape(deltas))
+
+        num_anchors = deltas.shape[1]
+        if num_anchors is not None:
+            k = min(self.pre_nms_limit, num_anchors)
+        else:
+            k = tf.minimum(self.pre_nms_limit, tf.shape(deltas)[1])
+        # top_k sorts, so NMS below can skip its own sort (sorted_input=True).
+        top = tf.math.top_k(scores, k=k, sorted=True)
+        scores = top.values
+        deltas = tf.gather(deltas, top.indices, batch_dims=1)
+        anchors = tf.gather(anchors, top.indices, batch_dims=1)
+
+        boxes = apply_box_deltas_tf(anchors, deltas)
+        boxes = clip_boxes_tf(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
+
+        # Decoded boxes have y1 <= y2 and x1 <= x2 (exp() > 0 and clipping keeps the order),
+        # hence canonicalized_coordinates=True. The padded op selects boxes that are not all
+        # zeros; a box collapsed to (0, 0, 0, 0) by the clip has no area and is fairly dropped.
+        keep, num_valid = tf.image.non_max_suppression_padded(
+            boxes, scores, self.proposal_count, iou_threshold=self.nms_threshold,
+            pad_to_max_output_size=True, sorted_input=True, canonicalized_coordinates=True)
+        proposals = tf.gather(boxes, keep, batch_dims=1)
+        valid = tf.range(self.proposal_count)[tf.newaxis, :] < num_valid[:, tf.newaxis]
+        proposals = tf.where(valid[..., tf.newaxis], proposals, tf.zeros_like(proposals))
+        return tf.reshape(proposals, [-1, self.proposal_count, 4])
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0][0] if input_shape and input_shape[0] else None
+        return (batch, self.proposal_count, 4)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "proposal_count": self.proposal_count,
+            "nms_threshold": self.nms_threshold,
+            "pre_nms_limit": self.pre_nms_limit,
+            "rpn_bbox_std_dev": list(self.rpn_bbox_std_dev),
+        })
+        return config
