@@ -1,0 +1,376 @@
+"""The ``MaskRCNN`` class: the one place that reads a ``Config`` and turns it into a Keras model.
+
+It keeps the classic API (``MaskRCNN(mode, config, model_dir)``, ``detect``, ``load_weights``,
+``train``, ``find_last``, ``run_graph`` ...) on top of the batched layers of this package.
+Graph construction lives in :mod:`mrcnn.model.graph`; training in :mod:`mrcnn.model.training`.
+"""
+import datetime
+import logging
+import os
+import re
+
+import numpy as np
+
+from mrcnn.data.image_meta import compose_image_meta, mold_image
+from mrcnn.data.transforms import resize_image
+from mrcnn.model import weights_io
+from mrcnn.model.graph import build_inference_model
+from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.ops.boxes import denorm_boxes, norm_boxes
+from mrcnn.ops.masks import paste_masks
+
+__all__ = ["MaskRCNN", "IMAGENET_WEIGHTS_URL", "IMAGENET_WEIGHTS_FILE"]
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
+                        + IMAGENET_WEIGHTS_FILE)
+
+# Checkpoint file names as the classic package writes them: <model_dir>/<name><YYYYMMDDTHHMM>/
+# mask_rcnn_<name>_<epoch:04d>.h5 (epoch 1-based in the file name).
+_CHECKPOINT_RE = re.compile(
+    r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
+
+
+class MaskRCNN:
+    """Mask R-CNN model: build, load weights, train and detect (classic API).
+
+    Args:
+        mode: "training" or "inference".
+        config: a :class:`mrcnn.config.Config` (or subclass) instance.
+        model_dir: folder for training logs and checkpoints.
+
+    Example::
+
+        model = MaskRCNN(mode="inference", config=InferenceConfig(), model_dir="logs")
+        model.load_weights("mask_rcnn_coco.h5", by_name=True)
+        r = model.detect([image])[0]   # dict: rois, class_ids, scores, masks
+    """
+
+    def __init__(self, mode, config, model_dir):
+        if mode not in ("training", "inference"):
+            raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
+        self.mode = mode
+        self.config = config
+        self.model_dir = str(model_dir)
+        self._anchor_cache = {}
+        self._predict_fn = None
+        self.set_log_dir()
+        self.keras_model = self.build(mode=mode, config=config)
+
+    # ------------------------------------------------------------------ graph
+    def build(self, mode, config):
+        """Build the Keras model for ``mode``; returns it (also stored as ``keras_model``)."""
+        if mode == "training":
+            from mrcnn.model.training import build_training_model
+            return build_training_model(config)
+        return build_inference_model(config)
+
+    # ---------------------------------------------------------------- anchors
+    def get_anchors(self, image_shape):
+        """Normalized pyramid anchors [A, (y1, x1, y2, x2)] float32 for a molded image shape."""
+        image_shape = tuple(int(d) for d in image_shape[:2])
+        if image_shape not in self._anchor_cache:
+            anchors = generate_pyramid_anchors(
+                self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
+                self.compute_backbone_shapes(image_shape), self.config.BACKBONE_STRIDES,
+                self.config.RPN_ANCHOR_STRIDE)
+            self._anchor_cache[image_shape] = norm_boxes(anchors, image_shape).astype(np.float32)
+        return self._anchor_cache[image_shape]
+
+    def compute_backbone_shapes(self, image_shape):
+        """[[h, w] per pyramid level] for an image shape; honours COMPUTE_BACKBONE_SHAPE."""
+        if callable(self.config.BACKBONE):
+            return np.asarray(self.config.COMPUTE_BACKBONE_SHAPE(image_shape))
+        return compute_backbone_shapes(image_shape, self.config.BACKBONE_STRIDES)
+
+    # ---------------------------------------------------------------- molding
+    def mold_inputs(self, images):
+        """Resize, pad and normalize a list of images for the network.
+
+        Args:
+            images: list of [H, W, C] images (any size, RGB).
+        Returns:
+            molded_images [N, h, w, C] float32 (mean-subtracted), image_metas [N, META] float32,
+            windows [N, (y1, x1, y2, x2)] int32: the image area inside the padding, in pixels of
+            the molded image.
+        """
+        molded_images, image_metas, windows = [], [], []
+        for image in images:
+            molded, window, scale, _, _ = resize_image(
+                image, min_dim=self.config.IMAGE_MIN_DIM, min_scale=self.config.IMAGE_MIN_SCALE,
+                max_dim=self.config.IMAGE_MAX_DIM, mode=self.config.IMAGE_RESIZE_MODE)
+            molded = mold_image(molded, self.config.MEAN_PIXEL)
+            meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
+                                      np.zeros([self.config.NUM_CLASSES], dtype=np.int32))
+            molded_images.append(molded)
+            image_metas.append(meta)
+            windows.append(window)
+        shapes = {m.shape for m in molded_images}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"images of one batch must mold to the same shape, got {sorted(shapes)}; with "
+                f"IMAGE_RESIZE_MODE={self.config.IMAGE_RESIZE_MODE!r} pass same-sized images or "
+                "use 'square'")
+        return (np.stack(molded_images).astype(np.float32), np.stack(image_metas).astype(np.float32),
+                np.asarray(windows, dtype=np.int32))
+
+    def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
+        """Turn one image's padded detections into original-image boxes and full-size masks.
+
+        Args:
+            detections: [N, (y1, x1, y2, x2, class_id, score)] normalized, zero-padded.
+            mrcnn_mask: [N, mh, mw, num_classes] sigmoid masks, or [N, mh, mw] already picked
+                for each detection's class.
+            original_image_shape: (H, W, C) of the image before resizing.
+            image_shape: (h, w, C) of the molded image.
+            window: (y1, x1, y2, x2) pixels of the molded image holding the real image.
+        Returns:
+            boxes [n, (y1, x1, y2, x2)] int32 pixels of the original image, class_ids [n] int32,
+            scores [n] float32, masks [H, W, n] bool.
+        """
+        detections = np.asarray(detections)
+        zero_ix = np.where(detections[:, 4] == 0)[0]
+        n = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
+        boxes = detections[:n, :4]
+        class_ids = detections[:n, 4].astype(np.int32)
+        scores = detections[:n, 5].astype(np.float32)
+        if mrcnn_mask.ndim == 4:
+            masks = mrcnn_mask[np.arange(n), :, :, class_ids]
+        else:
+            masks = mrcnn_mask[:n]
+        # Map normalized molded-image coordinates to normalized window coordinates, then to
+        # pixels of the original image.
+        wy1, wx1, wy2, wx2 = norm_boxes(np.asarray(window, dtype=np.float32), image_shape[:2])
+        shift = np.array([wy1, wx1, wy1, wx1])
+        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+        boxes = denorm_boxes((boxes - shift) / scale, original_image_shape[:2])
+        keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
+        boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
+        full_masks = paste_masks(masks, boxes, original_image_shape[:2])
+        return boxes.astype(np.int32), class_ids, scores, full_masks
+
+    # -------------------------------------------------------------- inference
+    def _predict(self, molded_images, image_metas, anchors):
+        import tensorflow as tf
+        if self._predict_fn is None:
+            model = self.keras_model
+
+            @tf.function(reduce_retracing=True)
+            def predict(images, metas, anchors_in):
+                detections, _, _, mrcnn_mask, _, _, _ = model([images, metas, anchors_in],
+                                                               training=False)
+                # Pick each detection's own class mask in the graph: far less to copy out.
+                class_ids = tf.cast(detections[..., 4], tf.int32)
+                masks = tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3])
+                masks = tf.gather(masks, class_ids, axis=2, batch_dims=2)
+                return detections, masks
+
+            self._predict_fn = predict
+        detections, masks = self._predict_fn(molded_images, image_metas, anchors)
+        return detections.numpy(), masks.numpy()
+
+    def _batched_anchors(self, image_shape, batch_size):
+        anchors = self.get_anchors(image_shape)
+        return np.broadcast_to(anchors, (batch_size,) + anchors.shape)
+
+    def detect(self, images, verbose=0):
+        """Run detection on a list of images (any length; run in batches of BATCH_SIZE).
+
+        Returns a list of dicts, one per image: ``rois`` [N, (y1, x1, y2, x2)] int32 pixels of the
+        original image, ``class_ids`` [N] int32, ``scores`` [N] float32, ``masks`` [H, W, N] bool.
+        """
+        if self.mode != "inference":
+            raise RuntimeError("detect() needs a MaskRCNN built with mode='inference'")
+        if verbose:
+            logger.info("Processing %d images", len(images))
+        results = []
+        batch = max(1, self.config.BATCH_SIZE)
+        for start in range(0, len(images), batch):
+            chunk = images[start:start + batch]
+            molded_images, image_metas, windows = self.mold_inputs(chunk)
+            results.extend(self._detect_molded_batch(chunk, molded_images, image_metas, windows))
+        return results
+
+    def detect_molded(self, molded_images, image_metas, verbose=0):
+        """Detect on images already molded (e.g. from ``load_image_gt``); see ``detect``.
+
+        ``molded_images`` are the resized, padded images *before* mean subtraction (as
+        ``load_image_gt`` returns them); the original shape and window come from ``image_metas``.
+        """
+        if self.mode != "inference":
+            raise RuntimeError("detect_molded() needs a MaskRCNN built with mode='inference'")
+        from mrcnn.data.image_meta import parse_image_meta
+        molded_images = mold_image(np.asarray(molded_images), self.config.MEAN_PIXEL)
+        image_metas = np.asarray(image_metas, dtype=np.float32)
+        meta = parse_image_meta(image_metas)
+        originals = [np.empty(tuple(shape), dtype=np.uint8) for shape in meta["original_image_shape"]]
+        return self._detect_molded_batch(originals, molded_images.astype(np.float32), image_metas,
+                                         meta["window"])
+
+    def _detect_molded_batch(self, originals, molded_images, image_metas, windows):
+        anchors = self._batched_anchors(molded_images.shape[1:3], molded_images.shape[0])
+        detections, masks = self._predict(molded_images, image_metas, anchors)
+        results = []
+        for i, image in enumerate(originals):
+            rois, class_ids, scores, full_masks = self.unmold_detections(
+                detections[i], masks[i], image.shape, molded_images[i].shape, windows[i])
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
+                            "masks": full_masks})
+        return results
+
+    # --------------------------------------------------------------- weights
+    def load_weights(self, filepath, by_name=False, exclude=None):
+        """Load weights from a classic Keras-2 ``.h5`` file or a Keras 3 ``.weights.h5`` file.
+
+        ``exclude`` lists layer names to skip (it implies ``by_name``), e.g. the class-dependent
+        ``["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]`` when fine-tuning
+        on another class count. Afterwards the epoch counter resumes from the checkpoint's name.
+        """
+        filepath = os.fspath(filepath)
+        if not os.path.exists(filepath):
+            raise FileNotFoundError(f"weights file not found: {filepath}")
+        if filepath.endswith(".weights.h5"):
+            if exclude:
+                raise ValueError("exclude= is only supported for classic .h5 files, not for "
+                                 f"Keras 3 .weights.h5 files ({filepath})")
+            self.keras_model.load_weights(filepath)
+            report = None
+        else:
+            report = weights_io.load_classic_weights(self.keras_model, filepath,
+                                                     by_name=by_name or bool(exclude),
+                                                     exclude=exclude)
+        self.set_log_dir(filepath)
+        return report
+
+    def save_weights(self, filepath):
+        """Save weights: classic Keras-2 ``.h5`` layout, or Keras 3 for ``*.weights.h5``."""
+        filepath = os.fspath(filepath)
+        if filepath.endswith(".weights.h5"):
+            self.keras_model.save_weights(filepath)
+        else:
+            weights_io.save_classic_weights(self.keras_model, filepath)
+
+    def get_imagenet_weights(self, path=None):
+        """Path of the Keras ResNet50 ImageNet "notop" weights used by the classic code.
+
+        Looks for, in order: ``path``, ``$MRCNN_IMAGENET_WEIGHTS``, ``model_dir`` and the Keras
+        cache folder; otherwise downloads the classic file. Offline, raises a FileNotFoundError
+        saying which file to fetch and where to put it.
+        """
+        from mrcnn.model.pretrained import fetch_weights_file
+        return fetch_weights_file(IMAGENET_WEIGHTS_FILE, IMAGENET_WEIGHTS_URL, path=path,
+                                  env_var="MRCNN_IMAGENET_WEIGHTS",
+                                  search_dirs=[self.model_dir], cache_subdir="models")
+
+    # ------------------------------------------------------- logs and epochs
+    def set_log_dir(self, model_path=None):
+        """Set ``log_dir``, ``checkpoint_path`` and ``epoch`` (resuming from a checkpoint name)."""
+        self.epoch = 0
+        now = datetime.datetime.now()
+        if model_path:
+            match = _CHECKPOINT_RE.match(os.fspath(model_path))
+            if match:
+                now = datetime.datetime(*(int(match.group(i)) for i in range(1, 6)))
+                # File names count epochs from 1, Keras from 0: the next epoch to run is the
+                # number in the file name.
+                self.epoch = int(match.group(6))
+                logger.info("Re-starting from epoch %d", self.epoch)
+        name = (self.config.NAME or "mrcnn").lower()
+        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
+        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+
+    def find_last(self):
+        """Path of the newest checkpoint of the newest run of this config's NAME under model_dir.
+
+        Unlike the classic code, a newest run folder without checkpoints (a run that crashed
+        before its first epoch ended) is passed over for the newest one that has some.
+        """
+        key = (self.config.NAME or "mrcnn").lower()
+        if not os.path.isdir(self.model_dir):
+            raise FileNotFoundError(f"Could not find model directory {self.model_dir}")
+        run_dirs = sorted(d for d in next(os.walk(self.model_dir))[1] if d.startswith(key))
+        for run_dir in reversed(run_dirs):
+            folder = os.path.join(self.model_dir, run_dir)
+            checkpoints = sorted(f for f in next(os.walk(folder))[2]
+                                 if f.startswith("mask_rcnn") and f.endswith(".h5"))
+            if checkpoints:
+                return os.path.join(folder, checkpoints[-1])
+        raise FileNotFoundError(
+            f"Could not find a checkpoint of '{key}' under {self.model_dir}: expected "
+            f"{key}YYYYMMDDTHHMM/mask_rcnn_{key}_NNNN.h5")
+
+    # ------------------------------------------------------------ trainable
+    def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
+        """Make the layers whose names fully match ``layer_regex`` trainable, freeze the rest.
+
+        Nested models (the shared ``rpn_model``) are entered, as in the classic code.
+        """
+        import keras
+        keras_model = keras_model or self.keras_model
+        if verbose > 0 and keras_model is self.keras_model:
+            logger.info("Selecting layers to train")
+        for layer in keras_model.layers:
+            if isinstance(layer, keras.Model):
+                if verbose > 0:
+                    logger.info("%sIn model: %s", " " * indent, layer.name)
+                self.set_trainable(layer_regex, keras_model=layer, indent=indent + 4,
+                                   verbose=verbose)
+                continue
+            if not layer.weights:
+                continue
+            trainable = bool(re.fullmatch(layer_regex, layer.name))
+            layer.trainable = trainable
+            if trainable and verbose > 0:
+                logger.info("%s%-20s (%s)", " " * indent, layer.name, type(layer).__name__)
+
+    def find_trainable_layer(self, layer):
+        """The layer itself (kept for the classic API: there are no TimeDistributed wrappers)."""
+        return layer
+
+    def get_trainable_layers(self):
+        """Layers that own weights (the shared ``rpn_model`` counts as one), in model order."""
+        return [layer for layer in self.keras_model.layers if layer.weights]
+
+    # ------------------------------------------------------------ inspection
+    def ancestor(self, tensor, name, checked=None):
+        """Find the layer called ``name`` upstream of ``tensor`` (classic helper); None if absent."""
+        try:
+            return self.keras_model.get_layer(name).output
+        except ValueError:
+            return None
+
+    def run_graph(self, images, outputs, image_metas=None):
+        """Run the model on ``images`` and return named intermediate tensors as NumPy arrays.
+
+        Args:
+            images: list of images (molded here unless ``image_metas`` is given, in which case
+                they are taken as already molded, before mean subtraction).
+            outputs: list of (name, tensor) pairs; tensors are outputs of layers of
+                ``keras_model`` (e.g. ``model.keras_model.get_layer("ROI").output``).
+        Returns:
+            dict name -> NumPy array, in the order given.
+        """
+        import collections
+
+        import keras
+        if image_metas is None:
+            molded_images, image_metas, _ = self.mold_inputs(images)
+        else:
+            molded_images = mold_image(np.asarray(images), self.config.MEAN_PIXEL)
+        inputs = [molded_images.astype(np.float32), np.asarray(image_metas, np.float32),
+                  self._batched_anchors(molded_images.shape[1:3], molded_images.shape[0])]
+        if self.mode == "training":
+            raise RuntimeError("run_graph() runs the inference model; build one with "
+                               "mode='inference'")
+        tensors = [tensor for _, tensor in outputs]
+        probe = keras.Model(self.keras_model.inputs, tensors)
+        values = probe(inputs, training=False)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        result = collections.OrderedDict()
+        for (name, _), value in zip(outputs, values):
+            result[name] = np.asarray(value)
+            logger.debug("%s %s", name, result[name].shape)
+        return result

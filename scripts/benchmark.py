@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Inference benchmark: MaskRCNN.detect() on one 1024x1024 image, with a per-stage profile.
+
+The same work as ``../shared/bench/torchvision_peer.py --configs infer_1024``: resnet50 + FPN,
+random weights, 1000 proposals, DETECTION_MIN_CONFIDENCE 0 and 100 detections (so the mask head
+runs on, and we paste, 100 masks), 2 threads. Prints a table and, as the last line, one JSON
+object.
+
+    .venv/bin/python scripts/benchmark.py --threads 2 --runs 5
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
+    ap.add_argument("--runs", type=int, default=5, help="timed runs")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+    ap.add_argument("--size", type=int, default=1024, help="image side (IMAGE_MAX_DIM)")
+    ap.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet101"])
+    ap.add_argument("--num-classes", type=int, default=91,
+                    help="classes incl. background (91 = the torchvision peer's COCO head)")
+    ap.add_argument("--proposals", type=int, default=1000, help="POST_NMS_ROIS_INFERENCE")
+    ap.add_argument("--detections", type=int, default=100, help="DETECTION_MAX_INSTANCES")
+    ap.add_argument("--no-profile", action="store_true", help="skip the per-stage profile")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json-out", default="", help="also write the JSON result here")
+    return ap.parse_args(argv)
+
+
+def configure_threads(threads):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return tf
+
+
+def synthetic_image(size, seed):
+    """A smooth, natural-looking RGB image (blurred noise plus a few blobs)."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, size=(size // 32, size // 32, 3), dtype=np.uint8)
+    image = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+    for _ in range(12):
+        centre = tuple(int(v) for v in rng.integers(0, size, 2))
+        colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+        cv2.circle(image, centre, int(rng.integers(size // 40, size // 8)), colour, -1)
+    return image
+
+
+def make_config(args):
+    from mrcnn.config import Config
+
+    class BenchmarkConfig(Config):
+        NAME = "benchmark"
+        GPU_COUNT = 1
+        IMAGES_PER_GPU = 1
+        BACKBONE = args.backbone
+        NUM_CLASSES = args.num_classes
+        IMAGE_MIN_DIM = args.size
+        IMAGE_MAX_DIM = args.size
+        POST_NMS_ROIS_INFERENCE = args.proposals
+        DETECTION_MAX_INSTANCES = args.detections
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    return BenchmarkConfig()
+
+
+def time_call(fn, runs, warmup):
+    for _ in range(warmup):
+        fn()
+    walls = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t0)
+    return walls
+
+
+def stage_profile(model, image, runs):
+    """Median time of growing prefixes of the graph; stage time = difference of prefixes."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    km = model.keras_model
+    molded, metas, windows = model.mold_inputs([image])
+    anchors = model._batched_anchors(molded.shape[1:3], 1)
+    inputs = [tf.constant(molded), tf.constant(metas), tf.constant(np.ascontiguousarray(anchors))]
+    prefixes = [
+        ("backbone+fpn", [km.get_layer(n).output for n in ("fpn_p2", "fpn_p3", "fpn_p4",
+                                                            "fpn_p5", "fpn_p6")]),
+        ("rpn+proposals", [km.get_layer("ROI").output]),
+        ("roialign(classifier)", [km.get_layer("roi_align_classifier").output]),
+        ("classifier head", [km.get_layer("mrcnn_class").output,
+                             km.get_layer("mrcnn_bbox").output]),
+        ("detection", [km.get_layer("mrcnn_detection").output]),
+        ("mask roialign+head", [km.get_layer("mrcnn_mask").output]),
+    ]
+    cumulative = []
+    for name, outputs in prefixes:
+        sub = keras.Model(km.inputs, outputs)
+        fn = tf.function(lambda x, sub=sub: sub(x, training=False))
+        walls = time_call(lambda: [t.numpy() for t in tf.nest.flatten(fn(inputs))], runs, 1)
+        cumulative.append((name, statistics.median(walls)))
+    stages, previous = {}, 0.0
+    for name, value in cumulative:
+        stages[name] = max(0.0, value - previous)
+        previous = value
+    # Mask pasting: unmold the network's own output.
+    detections, masks = model._predict(molded, metas, anchors)
+    walls = time_call(lambda: model.unmold_detections(detections[0], masks[0], image.shape,
+                                                      molded[0].shape, windows[0]), runs, 1)
+    stages["unmold+paste masks"] = statistics.median(walls)
+    return stages
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    tf = configure_threads(args.threads)
+    import numpy as np
+    from mrcnn.model.maskrcnn import MaskRCNN
+
+    config = make_config(args)
+    t0 = time.perf_counter()
+    model = MaskRCNN(mode="inference", config=config, model_dir="/tmp/mrcnn_benchmark_logs")
+    build_s = time.perf_counter() - t0
+    image = synthetic_image(args.size, args.seed)
+    print(f"model built in {build_s:.1f}s; {model.keras_model.count_params():,} parameters",
+          file=sys.stderr)
+    results = []
+    walls = time_call(lambda: results.append(model.detect([image])[0]), args.runs, args.warmup)
+    n_det = int(results[-1]["class_ids"].shape[0])
+    rss_detect_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    stages = {} if args.no_profile else stage_profile(model, image, max(3, args.runs // 2))
+    result = {
+        "name": "mrcnn_infer_%d" % args.size, "backbone": args.backbone,
+        "num_classes": args.num_classes, "proposals": args.proposals,
+        "detections_max": args.detections, "detections_produced": n_det,
+        "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
+        "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+        "walls_s": walls, "peak_rss_mib_detect": rss_detect_mib,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "build_s": build_s, "stages_s": stages,
+        "tensorflow": tf.__version__, "python": platform.python_version(),
+        "machine": platform.machine(), "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    print(f"detect {args.size}x{args.size} {args.backbone}: median {result['median_s']:.3f}s "
+          f"min {result['min_s']:.3f}s ({n_det} detections), peak RSS after detect "
+          f"{rss_detect_mib:.0f} MiB")
+    for name, value in stages.items():
+        print(f"  {name:24s} {value:.3f}s")
+    line = json.dumps(result)
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            fh.write(line + "\n")
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
