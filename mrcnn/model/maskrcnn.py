@@ -220,6 +220,35 @@ class MaskRCNN:
                             "masks": full_masks})
         return results
 
+    # -------------------------------------------------------------- training
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+              augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
+              verbose=1, seed=None):
+        """Train the model (classic signature).
+
+        Args:
+            train_dataset, val_dataset: prepared :class:`mrcnn.utils.Dataset` objects
+                (``val_dataset`` may be None to skip validation).
+            learning_rate: SGD learning rate (momentum LEARNING_MOMENTUM, clipnorm
+                GRADIENT_CLIP_NORM).
+            epochs: the epoch number to stop at; training resumes from ``self.epoch`` (set by
+                loading a checkpoint), so calling it again with a larger number continues.
+            layers: "heads", "3+", "4+", "5+", "all", or a regex over layer names.
+            augmentation: an albumentations transform, an imgaug augmenter, or a callable
+                ``(image, masks) -> (image, masks)``; applied to training images only.
+            custom_callbacks: extra Keras callbacks.
+            no_augmentation_sources: dataset sources whose images are never augmented.
+            verbose: Keras progress output (1: progress bar, 2: one line per epoch).
+            seed: seed of the input shuffling and augmentation (None: random).
+        Writes TensorBoard logs and one checkpoint per epoch, ``log_dir/mask_rcnn_<name>_<epoch>.h5``
+        in the classic layout, atomically.
+        """
+        from mrcnn.model.training import train
+        return train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+                     augmentation=augmentation, custom_callbacks=custom_callbacks,
+                     no_augmentation_sources=no_augmentation_sources, verbose=verbose,
+                     seed=seed)
+
     # --------------------------------------------------------------- weights
     def load_weights(self, filepath, by_name=False, exclude=None):
         """Load weights from a classic Keras-2 ``.h5`` file or a Keras 3 ``.weights.h5`` file.
