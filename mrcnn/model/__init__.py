@@ -3,34 +3,59 @@
 ``modellib.MaskRCNN``, ``modellib.load_image_gt``, ``modellib.build_rpn_targets``,
 ``modellib.data_generator``, ``modellib.compose_image_meta``, ``modellib.parse_image_meta``,
 ``modellib.mold_image``, ``modellib.unmold_image``, ``modellib.log`` and the layer classes are
-re-exported here from the modules that implement them.
+re-exported from the modules that implement them. They load on first use, so that importing a
+light submodule (``mrcnn.model.pretrained``) does not pull in TensorFlow.
 """
-from mrcnn.data.image_meta import (compose_image_meta, mold_image, parse_image_meta,
-                                   parse_image_meta_graph, unmold_image)
-from mrcnn.data.pipeline import data_generator, load_image_gt
-from mrcnn.data.rpn_targets import build_rpn_targets
-from mrcnn.model.backbone import resnet_graph
-from mrcnn.model.debug import log
-from mrcnn.model.detection import DetectionLayer
-from mrcnn.model.fpn import fpn_graph
-from mrcnn.model.heads import build_fpn_mask_graph, fpn_classifier_graph
-from mrcnn.model.layers import BatchNorm
-from mrcnn.model.maskrcnn import MaskRCNN
-from mrcnn.model.proposal import ProposalLayer
-from mrcnn.model.roi_align import PyramidROIAlign
-from mrcnn.model.rpn import build_rpn_model, rpn_graph
-from mrcnn.model.targets import DetectionTargetLayer
-from mrcnn.ops.anchors import compute_backbone_shapes
-from mrcnn.ops.boxes import (apply_box_deltas_tf as apply_box_deltas_graph,
-                             clip_boxes_tf as clip_boxes_graph,
-                             denorm_boxes_tf as denorm_boxes_graph,
-                             norm_boxes_tf as norm_boxes_graph)
+import importlib
 
-__all__ = [
-    "MaskRCNN", "load_image_gt", "build_rpn_targets", "data_generator", "compose_image_meta",
-    "parse_image_meta", "parse_image_meta_graph", "mold_image", "unmold_image", "log",
-    "BatchNorm", "resnet_graph", "fpn_graph", "build_rpn_model", "rpn_graph", "ProposalLayer",
-    "PyramidROIAlign", "DetectionLayer", "DetectionTargetLayer", "fpn_classifier_graph",
-    "build_fpn_mask_graph", "compute_backbone_shapes", "apply_box_deltas_graph",
-    "clip_boxes_graph", "norm_boxes_graph", "denorm_boxes_graph",
-]
+_EXPORTS = {
+    "MaskRCNN": "mrcnn.model.maskrcnn",
+    "load_image_gt": "mrcnn.data.pipeline",
+    "data_generator": "mrcnn.data.pipeline",
+    "build_rpn_targets": "mrcnn.data.rpn_targets",
+    "compose_image_meta": "mrcnn.data.image_meta",
+    "parse_image_meta": "mrcnn.data.image_meta",
+    "parse_image_meta_graph": "mrcnn.data.image_meta",
+    "mold_image": "mrcnn.data.image_meta",
+    "unmold_image": "mrcnn.data.image_meta",
+    "log": "mrcnn.model.debug",
+    "BatchNorm": "mrcnn.model.layers",
+    "resnet_graph": "mrcnn.model.backbone",
+    "fpn_graph": "mrcnn.model.fpn",
+    "build_rpn_model": "mrcnn.model.rpn",
+    "rpn_graph": "mrcnn.model.rpn",
+    "ProposalLayer": "mrcnn.model.proposal",
+    "PyramidROIAlign": "mrcnn.model.roi_align",
+    "DetectionLayer": "mrcnn.model.detection",
+    "DetectionTargetLayer": "mrcnn.model.targets",
+    "fpn_classifier_graph": "mrcnn.model.heads",
+    "build_fpn_mask_graph": "mrcnn.model.heads",
+    "compute_backbone_shapes": "mrcnn.ops.anchors",
+}
+# Classic graph-function names and where they live now (their TF twins of the box ops).
+_RENAMED = {
+    "apply_box_deltas_graph": ("mrcnn.ops.boxes", "apply_box_deltas_tf"),
+    "clip_boxes_graph": ("mrcnn.ops.boxes", "clip_boxes_tf"),
+    "norm_boxes_graph": ("mrcnn.ops.boxes", "norm_boxes_tf"),
+    "denorm_boxes_graph": ("mrcnn.ops.boxes", "denorm_boxes_tf"),
+    "overlaps_graph": ("mrcnn.ops.boxes", "compute_overlaps_tf"),
+    "box_refinement_graph": ("mrcnn.ops.boxes", "box_refinement_tf"),
+}
+
+__all__ = sorted(list(_EXPORTS) + list(_RENAMED))
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _RENAMED:
+        module, attr = _RENAMED[name]
+        value = getattr(importlib.import_module(module), attr)
+    else:
+        raise AttributeError(f"module 'mrcnn.model' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
