@@ -1,0 +1,1 @@
+"""Balloon sample: Mask R-CNN on VIA polygon annotations and colour splash (see :mod:`.balloon`)."""

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Training-step benchmark on the peer's work, plus input-pipeline throughput.
+
+Same work as ``../shared/bench/torchvision_peer.py --configs train_128_b8,train_512_b2``:
+resnet50 + FPN from random weights, all layers trained, trainable BatchNorm, 3 instances per
+image, 4 classes (with background), RPN_TRAIN_ANCHORS_PER_IMAGE 256, TRAIN_ROIS_PER_IMAGE 128,
+ROI_POSITIVE_RATIO 0.25, SGD momentum 0.9, weight decay 1e-4, gradient clipping at 5.
+
+Each configuration runs in its own child process so that its peak RSS is its own. The last
+stdout line is one JSON object.
+
+    .venv/bin/python scripts/benchmark_train.py --threads 2 --runs 5
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+CONFIGS = {"train_128_b8": (128, 8), "train_512_b2": (512, 2)}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: " +
+                    ", ".join(CONFIGS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5, help="timed steps")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    ap.add_argument("--pipeline-batches", type=int, default=20,
+                    help="batches drawn from the input pipeline alone")
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--json-out", default="")
+    return ap.parse_args(argv)
+
+
+def make_config(size, batch):
+    from mrcnn.config import Config
+
+    class TrainBenchmarkConfig(Config):
+        NAME = "trainbench"
+        GPU_COUNT = 1
+        IMAGES_PER_GPU = batch
+        BACKBONE = "resnet50"
+        NUM_CLASSES = 4
+        IMAGE_MIN_DIM = size
+        IMAGE_MAX_DIM = size
+        TRAIN_BN = None
+        RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+        TRAIN_ROIS_PER_IMAGE = 128
+        ROI_POSITIVE_RATIO = 0.25
+        MAX_GT_INSTANCES = 10
+        LEARNING_RATE = 0.01
+        WEIGHT_DECAY = 1e-4
+        GRADIENT_CLIP_NORM = 5.0
+
+    # Small objects at 128 px: the shapes anchors; the default anchors at 512 px.
+    if size <= 256:
+        TrainBenchmarkConfig.RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    return TrainBenchmarkConfig()
+
+
+def make_dataset(size, count=16, seed=0):
+    """``count`` images with exactly 3 random rectangles/ellipses each, 3 classes."""
+    import cv2
+    import numpy as np
+    from mrcnn.data.dataset import Dataset
+
+    class ThreeShapes(Dataset):
+        def load_image(self, image_id):
+            return self.image_info[image_id]["image"]
+
+        def load_mask(self, image_id):
+            info = self.image_info[image_id]
+            return info["masks"], info["class_ids"]
+
+    rng = np.random.default_rng(seed)
+    ds = ThreeShapes()
+    for c in (1, 2, 3):
+        ds.add_class("bench", c, f"class{c}")
+    for i in range(count):
+        image = np.full((size, size, 3), rng.integers(0, 255, 3), dtype=np.uint8)
+        masks = np.zeros((size, size, 3), dtype=bool)
+        class_ids = rng.integers(1, 4, 3).astype(np.int32)
+        for k in range(3):
+            layer = np.zeros((size, size), np.uint8)
+            cy, cx = (int(v) for v in rng.integers(size // 6, size - size // 6, 2))
+            ry, rx = (int(v) for v in rng.integers(size // 16, size // 6, 2))
+            if class_ids[k] == 1:
+                cv2.rectangle(layer, (cx - rx, cy - ry), (cx + rx, cy + ry), 1, -1)
+            else:
+                cv2.ellipse(layer, (cx, cy), (rx, ry), 0, 0, 360, 1, -1)
+            masks[:, :, k] = layer > 0
+            masks[:, :, :k] &= ~masks[:, :, k:k + 1]
+            image[masks[:, :, k]] = rng.integers(0, 255, 3)
+        keep = masks.any(axis=(0, 1))
+        ds.add_image("bench", i, None, image=image, masks=masks[:, :, keep],
+                     class_ids=class_ids[keep])
+    ds.prepare()
+    return ds
+
+
+def run_child(name, args):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    import keras
+    from mrcnn.data.pipeline import (make_training_dataset, measure_pipeline_throughput,
+                                     pyramid_anchors_for_config)
+    from mrcnn.model.maskrcnn import MaskRCNN
+
+    size, batch = CONFIGS[name]
+    config = make_config(size, batch)
+    dataset = make_dataset(size)
+    anchors_px, anchors = pyramid_anchors_for_config(config)
+    tf_data = make_training_dataset(dataset, config, anchors, anchors_px, seed=0)
+    pipeline_bps = measure_pipeline_throughput(tf_data, args.pipeline_batches)
+
+    model = MaskRCNN(mode="training", config=config, model_dir="/tmp/mrcnn_train_benchmark")
+    model.set_trainable(".*", verbose=0)
+    km = model.keras_model
+    km.compile(optimizer=keras.optimizers.SGD(learning_rate=config.LEARNING_RATE,
+                                              momentum=0.9, clipnorm=config.GRADIENT_CLIP_NORM),
+               jit_compile=False)
+    walls, losses = [], []
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, step, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, step, logs=None):
+            walls.append(time.perf_counter() - self.t0)
+            losses.append(float(logs["loss"]))
+
+    km.fit(tf_data, steps_per_epoch=args.warmup + args.runs, epochs=1, verbose=0,
+           callbacks=[StepTimer()])
+    timed = walls[args.warmup:]
+    step_s = statistics.median(timed)
+    return {
+        "name": name, "image": size, "batch": batch, "median_s": step_s, "min_s": min(timed),
+        "max_s": max(timed), "walls_s": timed, "losses": losses,
+        "pipeline_batches_per_s": pipeline_bps,
+        "pipeline_vs_model": pipeline_bps * step_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "params": km.count_params(),
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        print("RESULT " + json.dumps(run_child(args.child, args)))
+        return 0
+    results = []
+    for name in [c for c in args.configs.split(",") if c]:
+        if name not in CONFIGS:
+            raise SystemExit(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
+        cmd = [sys.executable, __file__, "--child", name, "--threads", str(args.threads),
+               "--runs", str(args.runs), "--warmup", str(args.warmup),
+               "--pipeline-batches", str(args.pipeline_batches)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+        if out.returncode or not lines:
+            sys.stderr.write(out.stderr[-4000:])
+            raise SystemExit(f"{name} failed (exit {out.returncode})")
+        result = json.loads(lines[-1][len("RESULT "):])
+        results.append(result)
+        print(f"{name}: median {result['median_s']:.3f}s/step (min {result['min_s']:.3f}), "
+              f"peak RSS {result['peak_rss_mib']:.0f} MiB, pipeline "
+              f"{result['pipeline_batches_per_s']:.1f} batches/s = "
+              f"{result['pipeline_vs_model']:.1f}x the model's consumption", flush=True)
+    summary = {"results": results, "threads": args.threads, "tensorflow": None,
+               "python": platform.python_version(), "machine": platform.machine(),
+               "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    line = json.dumps(summary)
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            fh.write(line + "\n")
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
