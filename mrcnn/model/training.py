@@ -238,5 +238,7 @@ def train(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers
         steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
         validation_data=val_ds, validation_steps=config.VALIDATION_STEPS if val_ds else None,
         verbose=verbose)
-    mrcnn_model.epoch = max(mrcnn_model.epoch, epochs)
+    # An early stop (a callback setting stop_training) ends before ``epochs``: count what ran.
+    if history.epoch:
+        mrcnn_model.epoch = max(mrcnn_model.epoch, history.epoch[-1] + 1)
     return history
