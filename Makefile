@@ -4,7 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test install clean
+.PHONY: test demo install clean
+
+# The demo's training budget in minutes (on 2 CPU cores the whole demo takes about 2 more).
+DEMO_MINUTES ?= 8
 
 $(STAMP): setup.py requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +19,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m samples.shapes.shapes demo --minutes $(DEMO_MINUTES) \
+		--epochs 100 --steps 50 --train-images 1000 --limit 100 --pictures 8 \
+		--logs logs/demo --output demo_output
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,7 +4,8 @@
   at one IoU threshold): ``compute_matches``, ``compute_ap``, ``compute_ap_range``,
   ``compute_recall``. Averaged over images it is the classic "mAP@0.5"; it is not COCO AP.
 * :mod:`mrcnn.eval.coco_eval`: COCO AP through pycocotools (mean over IoU 0.50:0.95,
-  101-point interpolation, over the whole dataset): ``evaluate_coco`` and its builders.
+  101-point interpolation, over the whole dataset): ``evaluate_coco``, its builders and
+  ``evaluate_coco_results`` (COCO result dicts against any pycocotools ground truth).
 
 See ``docs/evaluation.md``.
 """
@@ -15,6 +16,7 @@ from mrcnn.eval.coco_eval import (
     build_coco_ground_truth,
     build_coco_results,
     evaluate_coco,
+    evaluate_coco_results,
 )
 from mrcnn.eval.metrics import compute_ap, compute_ap_range, compute_matches, compute_recall
 
@@ -29,4 +31,5 @@ __all__ = [
     "build_coco_ground_truth",
     "build_coco_results",
     "evaluate_coco",
+    "evaluate_coco_results",
 ]

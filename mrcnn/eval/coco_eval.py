@@ -7,9 +7,11 @@ categories**. It is the number papers and the COCO leaderboard quote ("box AP", 
 all-point interpolation, classes pooled); see ``docs/evaluation.md``.
 
 Entry point: :func:`evaluate_coco` (a :class:`~mrcnn.data.dataset.Dataset` plus one
-``MaskRCNN.detect`` result per image). The builders :func:`build_coco_ground_truth` and
-:func:`build_coco_results` are public for users who want the pycocotools objects themselves
-(e.g. to dump a results json).
+``MaskRCNN.detect`` result per image). It builds the pycocotools objects with
+:func:`build_coco_ground_truth` and :func:`build_coco_results` and scores them with
+:func:`evaluate_coco_results`; all three are public, for users who want the pycocotools objects
+themselves (e.g. to dump a results json) or who evaluate against another ground truth (e.g. an
+official COCO annotation json).
 
 Conventions:
     * Predictions are ``MaskRCNN.detect`` dicts: ``rois`` ``[N, (y1, x1, y2, x2)]`` pixels
@@ -43,6 +45,7 @@ __all__ = [
     "build_coco_ground_truth",
     "build_coco_results",
     "evaluate_coco",
+    "evaluate_coco_results",
 ]
 
 logger = logging.getLogger(__name__)
@@ -375,6 +378,82 @@ def _empty_detections(coco_gt):
     return coco_dt
 
 
+def _check_iou_types(iou_types):
+    """``"bbox"``, ``"segm"`` or a sequence of them -> a non-empty tuple."""
+    if isinstance(iou_types, str):
+        iou_types = (iou_types,)
+    iou_types = tuple(iou_types)
+    unknown = [t for t in iou_types if t not in _IOU_TYPES]
+    if unknown or not iou_types:
+        raise ValueError(f"iou_types {iou_types!r}: allowed are {_IOU_TYPES}")
+    return iou_types
+
+
+def evaluate_coco_results(coco_gt, results, iou_types=("bbox", "segm"), image_ids=None,
+                          verbose=False, category_ids=None):
+    """pycocotools COCOeval of COCO result dicts against a ``COCO`` ground truth.
+
+    The lower-level half of :func:`evaluate_coco`, for ground truth that is not a
+    :class:`~mrcnn.data.dataset.Dataset` (e.g. an official annotation json loaded with
+    ``pycocotools.coco.COCO``) or results already in COCO format (e.g. a results json).
+
+    Args:
+        coco_gt: ``pycocotools.coco.COCO`` ground truth with its index built (from
+            :func:`build_coco_ground_truth` or a COCO json). Annotations need ``area``, ``bbox``
+            and ``segmentation`` for both IoU types; ``iscrowd=1`` ones are ignored regions.
+        results: list of COCO result dicts ``{"image_id", "category_id", "score", "bbox":
+            [x, y, w, h] pixels, "segmentation": RLE}`` (:func:`build_coco_results`), with the
+            ids of ``coco_gt``. Not modified (pycocotools writes into copies). May be empty.
+        iou_types: "bbox", "segm" or a sequence of them.
+        image_ids: COCO image ids evaluated (default: all images of ``coco_gt``); their ground
+            truth without results counts as missed, results on other images are ignored.
+        verbose: print each summary table (``CocoMetrics.summary``).
+        category_ids: COCO category ids evaluated (default: all categories of ``coco_gt``).
+
+    For "segm" the results' boxes are dropped before ``loadRes``: with a bbox pycocotools sets a
+    result's area to the box area and would sort it into small/medium/large by box, not mask.
+    With no result at all (``loadRes`` rejects an empty list) the evaluation runs on an empty
+    detection set: metrics with ground truth are 0.0, those without are -1.0.
+
+    Returns:
+        dict ``{iou_type: CocoMetrics}``; ``CocoMetrics.summary`` starts with a header line
+        naming the IoU type, the number of images and of detections.
+
+    Raises:
+        ValueError: unknown or no iou type, empty ``image_ids``.
+    """
+    iou_types = _check_iou_types(iou_types)
+    if image_ids is None:
+        image_ids = [image["id"] for image in coco_gt.dataset["images"]]
+    image_ids = list(image_ids)
+    if not image_ids:
+        raise ValueError("image_ids is empty (or coco_gt has no image); nothing to evaluate")
+    results = list(results)
+
+    metrics = {}
+    for iou_type in iou_types:
+        with _captured_stdout():
+            if results:
+                coco_dt = coco_gt.loadRes(_results_for(results, iou_type))
+            else:
+                coco_dt = _empty_detections(coco_gt)
+            coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
+            coco_eval.params.imgIds = list(image_ids)
+            if category_ids is not None:
+                coco_eval.params.catIds = list(category_ids)
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+        with _captured_stdout() as text:
+            coco_eval.summarize()
+        header = (f"COCO {iou_type} AP over {len(image_ids)} images, {len(results)} "
+                  f"detections ({COCO_AP_DESCRIPTION}):\n")
+        metrics[iou_type] = CocoMetrics(iou_type, coco_eval.stats, header + text.getvalue(),
+                                        coco_eval=coco_eval)
+        if verbose:
+            print(metrics[iou_type].summary, end="")
+    return metrics
+
+
 def evaluate_coco(dataset, predictions, image_ids=None, iou_types=("bbox", "segm"),
                   verbose=False, use_source_ids=False):
     """COCO box and/or mask AP of ``MaskRCNN.detect`` results over a dataset, via pycocotools.
@@ -410,12 +489,7 @@ def evaluate_coco(dataset, predictions, image_ids=None, iou_types=("bbox", "segm
             size differs from the image (names the image id and both shapes), and the errors of
             the builders.
     """
-    if isinstance(iou_types, str):
-        iou_types = (iou_types,)
-    iou_types = tuple(iou_types)
-    unknown = [t for t in iou_types if t not in _IOU_TYPES]
-    if unknown or not iou_types:
-        raise ValueError(f"iou_types {iou_types!r}: allowed are {_IOU_TYPES}")
+    iou_types = _check_iou_types(iou_types)
     if image_ids is None:
         image_ids = dataset.image_ids
     image_ids = _check_image_ids(image_ids)
@@ -434,23 +508,5 @@ def evaluate_coco(dataset, predictions, image_ids=None, iou_types=("bbox", "segm
     results = build_coco_results(image_ids, predictions, dataset=dataset,
                                  use_source_ids=use_source_ids, image_shapes=image_shapes)
 
-    metrics = {}
-    for iou_type in iou_types:
-        with _captured_stdout():
-            if results:
-                coco_dt = coco_gt.loadRes(_results_for(results, iou_type))
-            else:
-                coco_dt = _empty_detections(coco_gt)
-            coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
-            coco_eval.params.imgIds = coco_image_ids
-            coco_eval.evaluate()
-            coco_eval.accumulate()
-        with _captured_stdout() as text:
-            coco_eval.summarize()
-        header = (f"COCO {iou_type} AP over {len(coco_image_ids)} images, {len(results)} "
-                  f"detections ({COCO_AP_DESCRIPTION}):\n")
-        metrics[iou_type] = CocoMetrics(iou_type, coco_eval.stats, header + text.getvalue(),
-                                        coco_eval=coco_eval)
-        if verbose:
-            print(metrics[iou_type].summary, end="")
-    return metrics
+    return evaluate_coco_results(coco_gt, results, iou_types=iou_types,
+                                 image_ids=coco_image_ids, verbose=verbose)

@@ -51,6 +51,9 @@ def roi_pyramid_level(boxes, image_area):
     size = tf.sqrt(height * width)
     level = tf.math.log(size / (_CANONICAL_SIZE / tf.sqrt(image_area))) / math.log(2.0)
     level = _CANONICAL_LEVEL + tf.round(level)
+    # A non-finite box (a diverged network) must still land on some level: NaN survives the
+    # clip and would cast to an arbitrary integer.
+    level = tf.where(tf.math.is_nan(level), float(_LEVELS[0]), level)
     level = tf.clip_by_value(level, float(_LEVELS[0]), float(_LEVELS[-1]))
     return tf.cast(level, tf.int32)
 

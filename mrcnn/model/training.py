@@ -8,6 +8,7 @@ clipping.
 """
 import logging
 import os
+import time
 
 import keras
 import numpy as np
@@ -22,7 +23,7 @@ from mrcnn.model.targets import DetectionTargetLayer, NormalizeBoxes, RoiSlice
 from mrcnn.model.weights_io import save_classic_weights
 
 __all__ = ["LAYER_PRESETS", "TrainingModel", "build_training_model", "ClassicCheckpoint",
-           "resolve_layer_regex", "ActiveClassIds"]
+           "TimeLimit", "resolve_layer_regex", "ActiveClassIds"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,49 @@ class ClassicCheckpoint(keras.callbacks.Callback):
         path = self.checkpoint_path.format(epoch=epoch + 1)
         save_classic_weights(self.model, path)
         logger.info("Saved checkpoint %s", path)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training after ``minutes`` of wall time, counted from the first batch.
+
+    Checked after every batch: the epoch in progress ends early, and its checkpoint is still
+    written (``on_epoch_end`` runs). ``elapsed_minutes`` tells how long training ran.
+
+    Args:
+        minutes: the budget, > 0; None never stops (only measures ``elapsed_minutes``).
+        start: a ``time.monotonic()`` value to count from instead of the first batch, so that
+            several callbacks (or ``train`` calls) share one clock. One instance passed to
+            successive ``train`` calls also shares its clock: it starts at the first batch of the
+            first call.
+
+    ``expired()`` tells whether the budget is spent, e.g. to skip a later training stage.
+    """
+
+    def __init__(self, minutes, start=None):
+        super().__init__()
+        if minutes is not None and not minutes > 0:
+            raise ValueError(f"TimeLimit: minutes must be positive, got {minutes}")
+        self.minutes = minutes
+        self.start = start
+        self.elapsed_minutes = 0.0
+
+    def expired(self):
+        """Whether ``minutes`` have passed since the start (False before it or without limit)."""
+        if self.minutes is None or self.start is None:
+            return False
+        return (time.monotonic() - self.start) / 60.0 >= self.minutes
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.start is None:
+            self.start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.elapsed_minutes = (time.monotonic() - self.start) / 60.0
+        if self.minutes is not None and self.elapsed_minutes >= self.minutes:
+            if not self.model.stop_training:
+                logger.info("Time limit of %.1f minutes reached: stopping training",
+                            self.minutes)
+            self.model.stop_training = True
 
 
 def train(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers,

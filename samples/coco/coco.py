@@ -22,8 +22,6 @@ json's own annotations (the official numbers) when they carry ``area``, ``bbox``
 """
 import argparse
 import collections
-import contextlib
-import io
 import json
 import logging
 import os
@@ -335,6 +333,8 @@ def run_cocoeval(coco_gt, results, coco_image_ids, category_ids=None,
                  iou_types=("bbox", "segm")):
     """pycocotools COCOeval of ``results`` against ``coco_gt`` on ``coco_image_ids``.
 
+    A thin wrapper of :func:`mrcnn.eval.coco_eval.evaluate_coco_results`.
+
     Args:
         coco_gt: ``pycocotools.coco.COCO`` ground truth.
         results: COCO result dicts (``build_coco_results``), ids as in ``coco_gt``.
@@ -345,47 +345,10 @@ def run_cocoeval(coco_gt, results, coco_image_ids, category_ids=None,
     Returns:
         dict ``{iou_type: mrcnn.eval.coco_eval.CocoMetrics}`` (``.summary`` is the table).
     """
-    from pycocotools.cocoeval import COCOeval
+    from mrcnn.eval.coco_eval import evaluate_coco_results
 
-    from mrcnn.eval.coco_eval import COCO_AP_DESCRIPTION, CocoMetrics
-
-    if isinstance(iou_types, str):
-        iou_types = (iou_types,)
-    metrics = {}
-    for iou_type in iou_types:
-        if iou_type not in ("bbox", "segm"):
-            raise ValueError(f"iou_types: allowed are 'bbox' and 'segm', got {iou_type!r}")
-        with contextlib.redirect_stdout(io.StringIO()):
-            if results:
-                # segm results without a box: otherwise loadRes sizes them (small/medium/large)
-                # by box area instead of mask area. loadRes writes into the dicts: copy them.
-                dropped = ("bbox",) if iou_type == "segm" else ()
-                coco_dt = coco_gt.loadRes([{k: v for k, v in r.items() if k not in dropped}
-                                           for r in results])
-            else:
-                coco_dt = _empty_results(coco_gt)
-            coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
-            coco_eval.params.imgIds = list(coco_image_ids)
-            if category_ids is not None:
-                coco_eval.params.catIds = list(category_ids)
-            coco_eval.evaluate()
-            coco_eval.accumulate()
-        with contextlib.redirect_stdout(io.StringIO()) as text:
-            coco_eval.summarize()
-        header = (f"COCO {iou_type} AP over {len(coco_image_ids)} images, {len(results)} "
-                  f"detections ({COCO_AP_DESCRIPTION}):\n")
-        metrics[iou_type] = CocoMetrics(iou_type, coco_eval.stats, header + text.getvalue(),
-                                        coco_eval=coco_eval)
-    return metrics
-
-
-def _empty_results(coco_gt):
-    from pycocotools.coco import COCO
-    coco_dt = COCO()
-    coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": [],
-                       "categories": list(coco_gt.dataset["categories"])}
-    coco_dt.createIndex()
-    return coco_dt
+    return evaluate_coco_results(coco_gt, results, iou_types=iou_types,
+                                 image_ids=coco_image_ids, category_ids=category_ids)
 
 
 def evaluate(model, dataset, coco=None, limit=0, image_ids=None, iou_types=("bbox", "segm"),

@@ -54,7 +54,7 @@ __all__ = [
     "DEFAULT_VAL_FRACTION", "TRAIN_FOLDER", "NucleusConfig", "NucleusInferenceConfig",
     "NucleusCPUConfig", "NucleusCPUInferenceConfig", "make_config", "NucleusDataset",
     "resolve_subset_dir", "list_image_ids", "split_image_ids", "nucleus_augmentation",
-    "time_limit_callback", "train_nucleus", "detect_nucleus", "evaluate_nucleus",
+    "train_nucleus", "detect_nucleus", "evaluate_nucleus",
     "build_parser", "main", "rle_encode", "rle_decode", "mask_to_rle",
 ]
 
@@ -404,36 +404,6 @@ def nucleus_augmentation():
     ], n=2, replace=False, p=1.0)])
 
 
-def time_limit_callback(minutes, start=None):
-    """A Keras callback that sets ``model.stop_training`` once ``minutes`` have passed.
-
-    Checked after every training batch, so the epoch in progress ends early (its validation and
-    checkpoint still run). ``start`` is a ``time.monotonic()`` value (default: now). The callback
-    has an ``expired()`` method, used to skip later training stages.
-    """
-    import keras
-
-    minutes = float(minutes)
-    if not minutes > 0:
-        raise ValueError(f"minutes must be > 0, got {minutes!r}")
-
-    class TimeLimit(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.minutes = minutes
-            self.deadline = (time.monotonic() if start is None else start) + 60.0 * minutes
-
-        def expired(self):
-            return time.monotonic() >= self.deadline
-
-        def on_train_batch_end(self, batch, logs=None):
-            if self.expired() and not self.model.stop_training:
-                logger.info("Time limit of %.1f minutes reached: stopping training", minutes)
-                self.model.stop_training = True
-
-    return TimeLimit()
-
-
 def train_nucleus(model, train_dataset, val_dataset, epochs=40, layers="heads+all",
                   learning_rate=None, augmentation=True, minutes=None, custom_callbacks=None):
     """Train ``model`` (a training ``MaskRCNN``) on prepared nucleus datasets.
@@ -445,7 +415,8 @@ def train_nucleus(model, train_dataset, val_dataset, epochs=40, layers="heads+al
             ("all" for training from scratch, "heads", "4+", a regex ...).
         learning_rate: default ``model.config.LEARNING_RATE``.
         augmentation: True: :func:`nucleus_augmentation`; None/False: none; else passed on.
-        minutes: stop training after this many minutes (:func:`time_limit_callback`).
+        minutes: stop training after this many minutes, counted from this call, over all
+            stages (one ``mrcnn.model.training.TimeLimit``); later stages are then skipped.
         custom_callbacks: more Keras callbacks.
 
     Returns the Keras ``History`` of each stage that ran (a list).
@@ -459,7 +430,10 @@ def train_nucleus(model, train_dataset, val_dataset, epochs=40, layers="heads+al
     callbacks = list(custom_callbacks or [])
     limit = None
     if minutes is not None:
-        limit = time_limit_callback(minutes)
+        from mrcnn.model.training import TimeLimit
+
+        # One instance for every stage: they share the budget, counted from now.
+        limit = TimeLimit(float(minutes), start=time.monotonic())
         callbacks.append(limit)
     if layers == "heads+all":
         stages = [("heads", int(epochs) // 2), ("all", int(epochs))]

@@ -279,7 +279,8 @@ def _resolve_weights(model, weights):
 
 
 def train_shapes(config=None, logs="./logs", epochs=10, steps=None, train_images=500,
-                 val_images=50, seed=0, weights=None, layers="all"):
+                 val_images=50, seed=0, weights=None, layers="all", minutes=None,
+                 callbacks=None):
     """Train Mask R-CNN on generated shapes; returns the training ``MaskRCNN``.
 
     Args:
@@ -291,6 +292,8 @@ def train_shapes(config=None, logs="./logs", epochs=10, steps=None, train_images
         seed: seed of the generated data (see :func:`make_dataset`).
         weights: None (random init), "last", "imagenet" or a ``.h5`` path (loaded by name).
         layers: regex or preset passed to ``MaskRCNN.train``.
+        minutes: stop training after this many minutes (the last checkpoint is still written).
+        callbacks: extra Keras callbacks.
     """
     from mrcnn.model.maskrcnn import MaskRCNN
 
@@ -307,8 +310,12 @@ def train_shapes(config=None, logs="./logs", epochs=10, steps=None, train_images
         model.load_weights(path, by_name=True)
     print(f"Training on {train_images} images ({config.STEPS_PER_EPOCH} steps of "
           f"{config.BATCH_SIZE}) up to epoch {epochs}; logs in {model.log_dir}")
+    from mrcnn.model.training import TimeLimit
+    callbacks = list(callbacks or [])
+    if minutes:
+        callbacks.append(TimeLimit(minutes))
     model.train(train_set, val_set, learning_rate=config.LEARNING_RATE, epochs=epochs,
-                layers=layers)
+                layers=layers, custom_callbacks=callbacks, seed=seed)
     return model
 
 
@@ -445,6 +452,8 @@ def build_parser():
     parser.add_argument("--epochs", type=int, default=10, help="epoch to stop training at")
     parser.add_argument("--steps", type=int, default=None,
                         help="steps per epoch (default: the config's STEPS_PER_EPOCH)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop training after this many minutes (checkpoint kept)")
     parser.add_argument("--train-images", type=int, default=500)
     parser.add_argument("--val-images", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated images")
@@ -472,7 +481,8 @@ def main(argv=None):
             config.STEPS_PER_EPOCH = args.steps
         config.display()
         train_shapes(config, logs=args.logs, epochs=args.epochs, train_images=args.train_images,
-                     val_images=args.val_images, seed=args.seed, weights=args.weights)
+                     val_images=args.val_images, seed=args.seed, weights=args.weights,
+                     minutes=args.minutes)
         if args.command == "train":
             return None
     # After training in demo, "last" is the checkpoint just written.

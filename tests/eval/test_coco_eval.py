@@ -1,4 +1,5 @@
 """COCO evaluation (mrcnn/eval/coco_eval.py) against pycocotools run directly on hand-built dicts."""
+import copy
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from mrcnn.eval.coco_eval import (
     build_coco_ground_truth,
     build_coco_results,
     evaluate_coco,
+    evaluate_coco_results,
 )
 
 # pycocotools' decode trips a numpy 2 DeprecationWarning (its __array__ lacks `copy`).
@@ -298,3 +300,52 @@ def test_argument_errors():
         evaluate_coco(dataset, [bad, predictions[1]])
     with pytest.raises(ValueError, match="missing key"):
         build_coco_results([0], [{"rois": np.zeros((0, 4))}])
+
+
+def test_evaluate_coco_results_matches_evaluate_coco_and_leaves_results_alone():
+    dataset = MemoryDataset(SCENES)
+    predictions = perturbed_predictions()
+    gt = build_coco_ground_truth(dataset)
+    results = build_coco_results(dataset.image_ids, predictions, dataset=dataset)
+    before = copy.deepcopy(results)
+    metrics = evaluate_coco_results(gt, results)
+    expected = evaluate_coco(dataset, predictions)
+    for iou_type in ("bbox", "segm"):
+        np.testing.assert_allclose(metrics[iou_type].stats, expected[iou_type].stats,
+                                   rtol=0, atol=1e-12)
+        assert metrics[iou_type].summary == expected[iou_type].summary
+    # loadRes writes area and id into the dicts it gets, and segm drops the bbox: on copies.
+    assert results == before and all("bbox" in r for r in results)
+
+
+def test_evaluate_coco_results_restricts_images_and_categories():
+    dataset = MemoryDataset(SCENES)
+    predictions = perturbed_predictions(seed=2)
+    gt = build_coco_ground_truth(dataset)
+    results = build_coco_results(dataset.image_ids, predictions, dataset=dataset)
+    # Results on images outside image_ids are ignored: same as evaluating those images alone.
+    subset = evaluate_coco_results(gt, results, iou_types="segm", image_ids=[0, 1])
+    alone = evaluate_coco(dataset, predictions[:2], image_ids=[0, 1], iou_types="segm")
+    np.testing.assert_allclose(subset["segm"].stats, alone["segm"].stats, atol=1e-12)
+    assert subset["segm"].summary.startswith("COCO segm AP over 2 images")
+
+    # Perfect detections of class 1 only: class 2 has AP 0, so the mean over both is 0.5.
+    perfect = [detection([m for m, c in zip(ms, cs) if c == 1], [1] * cs.count(1),
+                         np.ones(cs.count(1))) for ms, cs in SCENES]
+    results = build_coco_results(dataset.image_ids, perfect, dataset=dataset)
+    both = evaluate_coco_results(gt, results, iou_types=("bbox",))
+    only_1 = evaluate_coco_results(gt, results, iou_types=("bbox",), category_ids=[1])
+    assert both["bbox"]["AP"] == pytest.approx(0.5)
+    assert only_1["bbox"]["AP"] == pytest.approx(1.0)
+    assert list(only_1["bbox"].coco_eval.params.catIds) == [1]
+
+
+def test_evaluate_coco_results_empty_results_and_errors(capsys):
+    gt = build_coco_ground_truth(MemoryDataset(SCENES))
+    metrics = evaluate_coco_results(gt, [], iou_types="segm", verbose=True)
+    assert metrics["segm"]["AP"] == 0.0 and metrics["segm"]["APl"] == -1.0
+    assert capsys.readouterr().out == metrics["segm"].summary
+    with pytest.raises(ValueError, match="iou_types"):
+        evaluate_coco_results(gt, [], iou_types=("keypoints",))
+    with pytest.raises(ValueError, match="image_ids is empty"):
+        evaluate_coco_results(gt, [], image_ids=[])

@@ -10,7 +10,7 @@ import tensorflow as tf
 from mrcnn.config import Config
 from mrcnn.data.pipeline import make_training_dataset, pyramid_anchors_for_config
 from mrcnn.model.maskrcnn import MaskRCNN
-from mrcnn.model.training import LAYER_PRESETS
+from mrcnn.model.training import LAYER_PRESETS, TimeLimit
 from samples.shapes.shapes import make_dataset
 
 
@@ -165,3 +165,40 @@ def test_train_checkpoints_then_crash_then_resume(tmp_path, shapes):
     image = train.load_image(train.image_ids[0])
     result = inference.detect([image, image])[0]
     assert result["masks"].shape[:2] == image.shape[:2]
+
+
+class _StopFlagModel:
+    stop_training = False
+
+
+def test_time_limit_counts_from_the_first_batch_or_a_shared_start():
+    import time
+
+    limit = TimeLimit(10.0)
+    limit.set_model(_StopFlagModel())
+    assert limit.start is None and not limit.expired()   # nothing to count before training
+    limit.on_train_batch_begin(0)
+    first = limit.start
+    limit.on_train_batch_end(0)
+    limit.on_train_batch_begin(1)
+    assert limit.start == first and not limit.model.stop_training and not limit.expired()
+    assert 0.0 <= limit.elapsed_minutes < 10.0
+
+    # A start two minutes ago: a one-minute budget is spent, a three-minute one is not.
+    start = time.monotonic() - 120.0
+    late, early = TimeLimit(1.0, start=start), TimeLimit(3.0, start=start)
+    for cb in (late, early):
+        cb.set_model(_StopFlagModel())
+        cb.on_train_batch_begin(0)
+        cb.on_train_batch_end(0)
+        assert cb.start == start and cb.elapsed_minutes >= 2.0
+    assert late.expired() and late.model.stop_training
+    assert not early.expired() and not early.model.stop_training
+
+    unlimited = TimeLimit(None, start=start)
+    unlimited.set_model(_StopFlagModel())
+    unlimited.on_train_batch_end(0)
+    assert not unlimited.expired() and not unlimited.model.stop_training
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="minutes"):
+            TimeLimit(bad)

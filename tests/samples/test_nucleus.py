@@ -218,22 +218,47 @@ def test_augmentation_keeps_masks_with_the_image(three):
     assert changed > 0
 
 
-def test_time_limit_callback_stops_training():
+class _FakeTrainingModel:
+    """Records the ``train`` calls of train_nucleus; ``on_train`` may fake elapsed time."""
+
+    def __init__(self, on_train=None):
+        self.config = nucleus.NucleusCPUConfig()
+        self.epoch = 0
+        self.calls = []
+        self._on_train = on_train
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+              augmentation=None, custom_callbacks=None):
+        self.calls.append((layers, epochs, list(custom_callbacks)))
+        if self._on_train is not None:
+            self._on_train(custom_callbacks)
+        self.epoch = epochs
+        return f"history {layers}"
+
+
+def test_train_nucleus_time_limit_is_shared_by_the_stages():
     import time
 
-    class FakeModel:
-        stop_training = False
+    from mrcnn.model.training import TimeLimit
 
-    fresh = nucleus.time_limit_callback(10.0)
-    fresh.set_model(FakeModel())
-    fresh.on_train_batch_end(0)
-    assert not fresh.model.stop_training and not fresh.expired()
-    late = nucleus.time_limit_callback(0.5, start=time.monotonic() - 60.0)
-    late.set_model(FakeModel())
-    late.on_train_batch_end(0)
-    assert late.expired() and late.model.stop_training
+    model = _FakeTrainingModel()
+    before = time.monotonic()
+    histories = nucleus.train_nucleus(model, None, None, epochs=4, augmentation=False, minutes=5)
+    assert histories == ["history heads", "history all"]
+    assert [(layers, epochs) for layers, epochs, _ in model.calls] == [("heads", 2), ("all", 4)]
+    limits = [cb for _, _, callbacks in model.calls for cb in callbacks]
+    assert len(limits) == 2 and limits[0] is limits[1] and isinstance(limits[0], TimeLimit)
+    # The budget counts from the train_nucleus call, not from the first batch of a stage.
+    assert limits[0].minutes == 5.0 and before <= limits[0].start <= time.monotonic()
+
+    def spend_the_budget(callbacks):
+        callbacks[-1].start -= 120.0   # two minutes "pass" during the heads stage
+
+    model = _FakeTrainingModel(on_train=spend_the_budget)
+    histories = nucleus.train_nucleus(model, None, None, epochs=4, augmentation=False, minutes=1)
+    assert histories == ["history heads"] and model.calls[0][2][-1].expired()
     with pytest.raises(ValueError, match="minutes"):
-        nucleus.time_limit_callback(0)
+        nucleus.train_nucleus(_FakeTrainingModel(), None, None, augmentation=False, minutes=0)
 
 
 def test_command_line_parser_and_missing_dataset(tmp_path):
