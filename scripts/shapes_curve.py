@@ -26,6 +26,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--logs", default="logs/shapes_curve")
     ap.add_argument("--json-out", default="")
+    ap.add_argument("--evaluate-only", default="", metavar="RUN_DIR",
+                    help="skip training: evaluate the checkpoints in RUN_DIR, taking the "
+                         "training minutes of each epoch from --marks")
+    ap.add_argument("--marks", default="", help="json list of [epoch, minutes, loss]")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -50,21 +54,31 @@ def main(argv=None):
 
         def on_epoch_end(self, epoch, logs=None):
             self.total += self.last - self.t0
-            marks.append((epoch + 1, self.total / 60.0, float((logs or {}).get("loss", "nan"))))
+            loss = (logs or {}).get("loss")
+            marks.append((epoch + 1, self.total / 60.0, None if loss is None else float(loss)))
 
     config = ShapesCPUConfig()
     config.STEPS_PER_EPOCH = args.steps
     started = time.monotonic()
-    model = train_shapes(config, logs=args.logs, epochs=args.epochs,
-                         train_images=args.train_images, seed=args.seed,
-                         minutes=args.minutes, callbacks=[EpochClock()])
-    wall_train = (time.monotonic() - started) / 60.0
+    if args.evaluate_only:
+        run_dir = args.evaluate_only
+        with open(args.marks) as fh:
+            marks = [tuple(m) for m in json.load(fh)]
+        wall_train = None
+    else:
+        model = train_shapes(config, logs=args.logs, epochs=args.epochs,
+                             train_images=args.train_images, seed=args.seed,
+                             minutes=args.minutes, callbacks=[EpochClock()])
+        wall_train = (time.monotonic() - started) / 60.0
+        run_dir = model.log_dir
+        with open(os.path.join(run_dir, "epoch_minutes.json"), "w") as fh:
+            json.dump(marks, fh)
     inference = MaskRCNN(mode="inference", config=ShapesCPUInferenceConfig(),
                          model_dir=args.logs)
     dataset = make_dataset(args.eval_images, "eval", args.seed)
     rows = []
     for epoch, minutes, loss in marks:
-        path = model.checkpoint_path.format(epoch=epoch)
+        path = os.path.join(run_dir, f"mask_rcnn_shapes_{epoch:04d}.h5")
         inference.load_weights(path, by_name=True)
         m = evaluate_shapes(inference, dataset, limit=args.eval_images)
         row = {"epoch": epoch, "train_minutes": round(minutes, 2), "loss": loss,
@@ -72,7 +86,8 @@ def main(argv=None):
                "coco_segm_AP50": m["coco_segm_AP50"], "coco_bbox_AP": m["coco_bbox_AP"],
                "seconds_per_image": m["seconds_per_image"]}
         rows.append(row)
-        print(f"epoch {epoch:3d}  {minutes:6.2f} min  loss {loss:.3f}  mAP@0.5 "
+        loss_text = "n/a" if loss is None else f"{loss:.3f}"
+        print(f"epoch {epoch:3d}  {minutes:6.2f} min  loss {loss_text}  mAP@0.5 "
               f"{m['mAP50']:.3f}  COCO mask AP {m['coco_segm_AP']:.3f}  box AP "
               f"{m['coco_bbox_AP']:.3f}", flush=True)
     result = {"rows": rows, "wall_minutes_with_validation": wall_train,

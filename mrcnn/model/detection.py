@@ -99,7 +99,12 @@ class DetectionLayer(keras.layers.Layer):
         window = norm_boxes_tf(meta["window"], meta["image_shape"][0, :2])  # [B, 4]
         boxes = clip_boxes_tf(boxes, window[:, tf.newaxis, :])
 
-        keep = tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1)
+        # Non-finite outputs of a diverged network are dropped, never passed on to the mask
+        # head's crop_and_resize (which rejects them).
+        finite = tf.logical_and(tf.reduce_all(tf.math.is_finite(boxes), axis=-1),
+                                tf.math.is_finite(scores))
+        boxes = tf.where(finite[..., tf.newaxis], boxes, tf.zeros_like(boxes))
+        keep = tf.logical_and(finite, tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1))
         keep = tf.logical_and(keep, class_ids > 0)
         keep = tf.logical_and(keep, scores >= self.min_confidence)
         scores = tf.where(keep, scores, tf.zeros_like(scores))

@@ -96,7 +96,10 @@ class ProposalLayer(keras.layers.Layer):
         # The proposals are sampled, not regressed through: stopping here also keeps the NMS
         # while-loop out of the backward pass.
         probs, deltas, anchors = (tf.stop_gradient(tf.cast(x, tf.float32)) for x in inputs)
+        # A diverged network (NaN weights) must give empty results, not crash crop_and_resize
+        # downstream: non-finite scores rank last and non-finite boxes become empty below.
         scores = probs[..., 1]  # [B, A] foreground
+        scores = tf.where(tf.math.is_finite(scores), scores, tf.fill(tf.shape(scores), -1.0))
         deltas = deltas * tf.constant(self.rpn_bbox_std_dev, tf.float32)
         anchors = tf.broadcast_to(anchors, tf.shape(deltas))
 
@@ -112,6 +115,7 @@ class ProposalLayer(keras.layers.Layer):
         anchors = tf.gather(anchors, top.indices, batch_dims=1)
 
         boxes = apply_box_deltas_tf(anchors, deltas)
+        boxes = tf.where(tf.math.is_finite(boxes), boxes, tf.zeros_like(boxes))
         boxes = clip_boxes_tf(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
 
         # Decoded boxes have y1 <= y2 and x1 <= x2 (exp() > 0 and clipping keeps the order),

@@ -239,3 +239,17 @@ def test_detection_boxes_slices_the_box_columns():
     detections = np.arange(2 * 3 * 6, dtype=np.float32).reshape(2, 3, 6)
     boxes = DetectionBoxes()(tf.constant(detections))
     np.testing.assert_array_equal(boxes.numpy(), detections[..., :4])
+
+
+def test_non_finite_network_outputs_give_no_detections_and_no_error():
+    layer = DetectionLayer(max_instances=5, min_confidence=0.0, nms_threshold=0.3,
+                           bbox_std_dev=(0.1, 0.1, 0.2, 0.2))
+    meta = compose_image_meta(0, (64, 64, 3), (64, 64, 3), (0, 0, 64, 64), 1.0, np.ones(3))
+    rois = np.array([[[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.6, 0.6]]], np.float32)
+    probs = np.array([[[np.nan, np.nan, np.nan], [0.1, 0.8, 0.1]]], np.float32)
+    deltas = np.zeros((1, 2, 3, 4), np.float32)
+    deltas[0, 1, 1] = np.inf
+    out = layer([tf.constant(rois), tf.constant(probs), tf.constant(deltas),
+                 tf.constant(meta[np.newaxis])]).numpy()
+    assert np.isfinite(out).all()
+    assert (out == 0).all()

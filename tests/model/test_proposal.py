@@ -187,3 +187,16 @@ def test_invalid_arguments(kwargs, field):
 def test_wrong_input_count():
     with pytest.raises(ValueError, match="rpn_probs, rpn_bbox, anchors"):
         ProposalLayer(10, 0.7, 100, STD)([np.zeros((1, 4, 2), np.float32)])
+
+
+def test_non_finite_rpn_outputs_give_finite_proposals():
+    layer = ProposalLayer(proposal_count=4, nms_threshold=0.7, pre_nms_limit=10,
+                          rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2))
+    anchors = np.array([[[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.9, 0.9], [0.2, 0.6, 0.4, 0.8]]],
+                       np.float32)
+    probs = np.array([[[0.1, 0.9], [np.nan, np.nan], [0.3, 0.7]]], np.float32)
+    deltas = np.zeros((1, 3, 4), np.float32)
+    deltas[0, 2] = np.nan
+    out = layer([tf.constant(probs), tf.constant(deltas), tf.constant(anchors)]).numpy()
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[0, 0], anchors[0, 0], atol=1e-6)
