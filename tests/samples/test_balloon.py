@@ -262,3 +262,52 @@ def test_command_line_parser():
         "splash", "last", "x.jpg", None, "L")
     with pytest.raises(SystemExit):
         balloon.build_parser().parse_args(["detect", "--weights", "last"])
+
+
+@pytest.mark.slow
+def test_train_one_step_on_via_json_then_evaluate(tmp_path):
+    """VIA json -> BalloonDataset -> one training step -> detection -> COCO evaluation."""
+    import shutil
+
+    from mrcnn.eval.coco_eval import evaluate_coco
+    from mrcnn.model.maskrcnn import MaskRCNN
+
+    folder = _write_dataset(tmp_path, "2")
+    shutil.copytree(folder, tmp_path / "val")
+
+    class TinyBalloonConfig(balloon.BalloonConfig):
+        IMAGES_PER_GPU = 1
+        BACKBONE = "resnet50"
+        IMAGE_MIN_DIM = 64
+        IMAGE_MAX_DIM = 128
+        RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+        PRE_NMS_LIMIT = 200
+        POST_NMS_ROIS_TRAINING = 32
+        POST_NMS_ROIS_INFERENCE = 32
+        RPN_TRAIN_ANCHORS_PER_IMAGE = 32
+        TRAIN_ROIS_PER_IMAGE = 8
+        MAX_GT_INSTANCES = 4
+        DETECTION_MAX_INSTANCES = 4
+        DETECTION_MIN_CONFIDENCE = 0.0
+        STEPS_PER_EPOCH = 1
+        VALIDATION_STEPS = 1
+
+    config = TinyBalloonConfig()
+    model = MaskRCNN(mode="training", config=config, model_dir=str(tmp_path / "logs"))
+    history = balloon.train_balloon(model, str(tmp_path), epochs=1, layers="all")
+    assert np.isfinite(history.history["loss"]).all()
+    assert np.isfinite(history.history["val_loss"]).all()
+
+    inference = MaskRCNN(mode="inference", config=config, model_dir=str(tmp_path / "logs"))
+    inference.load_weights(inference.find_last(), by_name=True)
+    dataset = balloon.BalloonDataset()
+    dataset.load_balloon(str(tmp_path), "val")
+    dataset.prepare()
+    images = [dataset.load_image(i) for i in dataset.image_ids]
+    predictions = inference.detect(images)
+    for image, prediction in zip(images, predictions):
+        assert prediction["masks"].shape[:2] == image.shape[:2]
+    metrics = evaluate_coco(dataset, predictions)
+    for iou_type in ("bbox", "segm"):
+        assert set(metrics[iou_type]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+        assert 0.0 <= metrics[iou_type]["AP"] <= 1.0
