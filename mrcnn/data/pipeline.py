@@ -21,6 +21,7 @@ anchor negative) and the heads; ``skip_empty=True`` drops them as the classic ge
 TensorFlow is imported inside the ``tf.data`` functions only.
 """
 import logging
+import os
 import threading
 import time
 
@@ -328,6 +329,10 @@ def _check_seed(seed, where):
     return int(seed)
 
 
+#: Batches the training pipeline keeps ready ahead of the model.
+PREFETCH_BATCHES = 4
+
+
 def make_training_dataset(dataset, config, anchors_normalized, anchors_pixels, shuffle=True,
                           augmentation=None, no_augmentation_sources=None, seed=0, repeat=True,
                           num_parallel_calls=None, skip_empty=False):
@@ -350,7 +355,7 @@ def make_training_dataset(dataset, config, anchors_normalized, anchors_pixels, s
         augmentation, no_augmentation_sources: as :func:`load_image_gt`.
         seed: non-negative int.
         repeat: True: endless stream of epochs; False: one epoch.
-        num_parallel_calls: parallel map width; None: ``tf.data.AUTOTUNE``.
+        num_parallel_calls: parallel map width; None: the number of CPUs.
         skip_empty: drop images without positive instances (as the classic generator).
 
     Returns:
@@ -420,7 +425,7 @@ def make_training_dataset(dataset, config, anchors_normalized, anchors_pixels, s
         return out, keep
 
     counter = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(n)
-    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    parallel = (os.cpu_count() or 2) if num_parallel_calls is None else int(num_parallel_calls)
     ds = counter.map(to_dict, num_parallel_calls=parallel, deterministic=True)
     if skip_empty:
         ds = ds.filter(lambda inputs, keep: keep)
@@ -435,7 +440,13 @@ def make_training_dataset(dataset, config, anchors_normalized, anchors_pixels, s
         return batch
 
     ds = ds.map(add_anchors)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # Fixed parallelism and buffer, autotuning off: with tf.data autotuning on, a 2-core CPU
+    # showed stalls of 5-10 s with idle cores when Keras dropped the validation iterator at an
+    # epoch end (measured, docs/benchmarks.md); the fixed pipeline still runs far ahead of the
+    # model.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
 
 def data_generator(dataset, config, shuffle=True, augmentation=None, random_rois=0, batch_size=1,
