@@ -137,6 +137,11 @@ class Config:
     # Fraction of positive ROIs among the training ROIs.
     ROI_POSITIVE_RATIO = 0.33
 
+    # Not classic: add the GT boxes to the proposals the training ROIs are sampled from, so the
+    # heads get positives even while the RPN is untrained (detectron2/torchvision do this). False
+    # keeps the classic sampling; the from-scratch CPU configs of the samples set it True.
+    TRAIN_ROIS_INCLUDE_GT = False
+
     # ROI Align output sizes of the classifier and mask heads.
     POOL_SIZE = 7
     MASK_POOL_SIZE = 14
@@ -182,6 +187,11 @@ class Config:
     # None: train BatchNorm layers; False: frozen (inference mode, the default
     # because small batches make batch statistics noisy); True: always training mode.
     TRAIN_BN = False
+
+    # Not classic: momentum of the BatchNorm moving averages. 0.99 is the Keras 2 default the
+    # classic model used; training from scratch with trainable BatchNorm wants a shorter memory
+    # (e.g. 0.9), or inference-mode statistics lag behind the fast-changing weights.
+    BATCH_NORM_MOMENTUM = 0.99
 
     # Global gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
@@ -255,6 +265,13 @@ class Config:
                              f"got {confidence!r}")
 
         # Identity, not equality: 0 and 1 must not pass for False and True.
+        momentum = self.BATCH_NORM_MOMENTUM
+        if not _is_real(momentum) or not 0.0 < momentum < 1.0:
+            raise ValueError(f"Config.BATCH_NORM_MOMENTUM must be a number in (0, 1), "
+                             f"got {momentum!r}")
+        if not isinstance(self.TRAIN_ROIS_INCLUDE_GT, (bool, np.bool_)):
+            raise ValueError(f"Config.TRAIN_ROIS_INCLUDE_GT must be True or False, "
+                             f"got {self.TRAIN_ROIS_INCLUDE_GT!r}")
         if not any(self.TRAIN_BN is allowed for allowed in (None, True, False)):
             raise ValueError(f"Config.TRAIN_BN must be None, True or False, "
                              f"got {self.TRAIN_BN!r}")

@@ -191,8 +191,23 @@ def test_display_lists_attributes(capsys):
     names = [ln.split()[0] for ln in lines if ln and ln != "Configurations:"]
     assert names == sorted(names)
     assert "validate" not in names and "display" not in names
-    # Every classic attribute, and nothing else, exactly once.
-    assert names == sorted({*CLASSIC_DEFAULTS, *ARRAY_DEFAULTS, *DERIVED})
+    # Every classic attribute and our documented extension, nothing else, exactly once.
+    extensions = {"TRAIN_ROIS_INCLUDE_GT", "BATCH_NORM_MOMENTUM"}
+    assert names == sorted({*CLASSIC_DEFAULTS, *ARRAY_DEFAULTS, *DERIVED, *extensions})
+    assert f"{'TRAIN_ROIS_INCLUDE_GT':30} False" in lines
+    assert f"{'BATCH_NORM_MOMENTUM':30} 0.99" in lines
+
+
+def test_train_rois_include_gt_must_be_a_bool():
+    assert make(TRAIN_ROIS_INCLUDE_GT=True).TRAIN_ROIS_INCLUDE_GT is True
+    with pytest.raises(ValueError, match="TRAIN_ROIS_INCLUDE_GT must be True or False, got 1"):
+        make(TRAIN_ROIS_INCLUDE_GT=1)
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, "0.9", None])
+def test_batch_norm_momentum_must_be_in_open_unit_interval(value):
+    with pytest.raises(ValueError, match="BATCH_NORM_MOMENTUM must be a number in \\(0, 1\\)"):
+        make(BATCH_NORM_MOMENTUM=value)
 
 
 def test_display_skips_callables(capsys):

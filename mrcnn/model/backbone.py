@@ -19,7 +19,8 @@ ARCHITECTURES = {
 }
 
 
-def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=True, train_bn=None):
+def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=True, train_bn=None,
+                   bn_momentum=0.99):
     """Bottleneck block whose shortcut is the input itself (same shape in and out).
 
     Args:
@@ -28,6 +29,7 @@ def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=Tr
         filters: ``(f1, f2, f3)`` channels of the 1x1, kxk and 1x1 convolutions.
         stage, block: name parts, e.g. ``4`` and ``"b"`` give ``res4b_branch2a`` ... ``res4b_out``.
         train_bn: see :class:`~mrcnn.model.layers.BatchNorm`.
+        bn_momentum: moving-average momentum of the BatchNorm layers (``BATCH_NORM_MOMENTUM``).
     Returns:
         ``[B, H, W, f3]``.
     """
@@ -35,20 +37,20 @@ def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=Tr
     conv_name = f"res{stage}{block}_branch"
     bn_name = f"bn{stage}{block}_branch"
     x = layers.Conv2D(f1, (1, 1), name=conv_name + "2a", use_bias=use_bias)(input_tensor)
-    x = BatchNorm(train_bn=train_bn, name=bn_name + "2a")(x)
+    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2a")(x)
     x = layers.Activation("relu")(x)
     x = layers.Conv2D(f2, (kernel_size, kernel_size), padding="same",
                       name=conv_name + "2b", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name + "2b")(x)
+    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2b")(x)
     x = layers.Activation("relu")(x)
     x = layers.Conv2D(f3, (1, 1), name=conv_name + "2c", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name + "2c")(x)
+    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2c")(x)
     x = layers.Add()([x, input_tensor])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
 
 
 def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2), use_bias=True,
-               train_bn=None):
+               train_bn=None, bn_momentum=0.99):
     """Bottleneck block with a 1x1 projection shortcut (``res{S}{b}_branch1``).
 
     Args:
@@ -63,22 +65,22 @@ def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2),
     bn_name = f"bn{stage}{block}_branch"
     x = layers.Conv2D(f1, (1, 1), strides=strides, name=conv_name + "2a",
                       use_bias=use_bias)(input_tensor)
-    x = BatchNorm(train_bn=train_bn, name=bn_name + "2a")(x)
+    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2a")(x)
     x = layers.Activation("relu")(x)
     x = layers.Conv2D(f2, (kernel_size, kernel_size), padding="same",
                       name=conv_name + "2b", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name + "2b")(x)
+    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2b")(x)
     x = layers.Activation("relu")(x)
     x = layers.Conv2D(f3, (1, 1), name=conv_name + "2c", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name + "2c")(x)
+    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2c")(x)
     shortcut = layers.Conv2D(f3, (1, 1), strides=strides, name=conv_name + "1",
                              use_bias=use_bias)(input_tensor)
-    shortcut = BatchNorm(train_bn=train_bn, name=bn_name + "1")(shortcut)
+    shortcut = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "1")(shortcut)
     x = layers.Add()([x, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
 
 
-def resnet_graph(input_image, architecture, stage5=True, train_bn=None):
+def resnet_graph(input_image, architecture, stage5=True, train_bn=None, bn_momentum=0.99):
     """Build the ResNet feature extractor on ``input_image``.
 
     Args:
@@ -87,6 +89,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=None):
         architecture: ``"resnet50"`` or ``"resnet101"``.
         stage5: build stage 5 (C5); when False, C5 is None.
         train_bn: the classic ``TRAIN_BN`` (see :class:`~mrcnn.model.layers.BatchNorm`).
+        bn_momentum: BatchNorm moving-average momentum (``BATCH_NORM_MOMENTUM``).
     Returns:
         ``[C1, C2, C3, C4, C5]``: feature maps of strides 4, 4, 8, 16, 32 with 64, 256, 512,
         1024, 2048 channels (C1 is the max-pooled stem output, stride 4, 64 channels).
@@ -103,17 +106,17 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=None):
     # Stage 1
     x = layers.ZeroPadding2D((3, 3))(input_image)
     x = layers.Conv2D(64, (7, 7), strides=(2, 2), name="conv1", use_bias=True)(x)
-    x = BatchNorm(train_bn=train_bn, name="bn_conv1")(x)
+    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name="bn_conv1")(x)
     x = layers.Activation("relu")(x)
     c1 = x = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
 
     def stage(x, stage_id, filters, n_identity, strides):
         x = conv_block(x, 3, filters, stage=stage_id, block="a", strides=strides,
-                       train_bn=train_bn)
+                       train_bn=train_bn, bn_momentum=bn_momentum)
         for i in range(n_identity):
             # Blocks after "a" are lettered b, c, ... (chr(98) == "b"), up to "w" for ResNet-101.
             x = identity_block(x, 3, filters, stage=stage_id, block=chr(98 + i),
-                               train_bn=train_bn)
+                               train_bn=train_bn, bn_momentum=bn_momentum)
         return x
 
     c2 = x = stage(x, 2, (64, 64, 256), n2, strides=(1, 1))
@@ -123,7 +126,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=None):
     return [c1, c2, c3, c4, c5]
 
 
-def build_backbone(input_image, backbone, train_bn=None):
+def build_backbone(input_image, backbone, train_bn=None, bn_momentum=0.99):
     """C2..C5 from a named ResNet or from a user callable (the classic ``config.BACKBONE``).
 
     Args:
@@ -133,6 +136,7 @@ def build_backbone(input_image, backbone, train_bn=None):
             (C1 is ignored; the user must also set ``COMPUTE_BACKBONE_SHAPE`` in the Config,
             as in the classic code).
         train_bn: the classic ``TRAIN_BN``.
+        bn_momentum: BatchNorm momentum of the named ResNets (a callable builds its own layers).
     Returns:
         ``[C2, C3, C4, C5]`` (strides 4, 8, 16, 32 for the ResNets).
     Raises:
@@ -153,6 +157,7 @@ def build_backbone(input_image, backbone, train_bn=None):
                 f"build_backbone: backbone must be one of {sorted(ARCHITECTURES)} or a callable, "
                 f"got {backbone!r}"
             )
-        _, c2, c3, c4, c5 = resnet_graph(input_image, backbone, stage5=True, train_bn=train_bn)
+        _, c2, c3, c4, c5 = resnet_graph(input_image, backbone, stage5=True, train_bn=train_bn,
+                                       bn_momentum=bn_momentum)
     return [c2, c3, c4, c5]
 

@@ -36,7 +36,8 @@ def build_feature_pyramid(input_image, config):
         rpn_feature_maps [P2, P3, P4, P5, P6], mrcnn_feature_maps [P2, P3, P4, P5],
         (rpn_class_logits [B, A, 2], rpn_class [B, A, 2], rpn_bbox [B, A, 4]).
     """
-    c2, c3, c4, c5 = build_backbone(input_image, config.BACKBONE, train_bn=config.TRAIN_BN)
+    c2, c3, c4, c5 = build_backbone(input_image, config.BACKBONE, train_bn=config.TRAIN_BN,
+                                    bn_momentum=config.BATCH_NORM_MOMENTUM)
     p2, p3, p4, p5, p6 = fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
     rpn_feature_maps = [p2, p3, p4, p5, p6]
     rpn_model = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
@@ -51,14 +52,16 @@ def build_heads(rois, input_image_meta, mrcnn_feature_maps, config):
         [rois, input_image_meta] + mrcnn_feature_maps)
     return fpn_classifier_graph(pooled, config.NUM_CLASSES,
                                 fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
-                                train_bn=config.TRAIN_BN)
+                                train_bn=config.TRAIN_BN,
+                                bn_momentum=config.BATCH_NORM_MOMENTUM)
 
 
 def build_mask_head(rois, input_image_meta, mrcnn_feature_maps, config):
     """RoIAlign + mask head on ``rois`` [B, R, 4] normalized -> [B, R, 2m, 2m, NUM_CLASSES]."""
     pooled = PyramidROIAlign([config.MASK_POOL_SIZE, config.MASK_POOL_SIZE],
                              name="roi_align_mask")([rois, input_image_meta] + mrcnn_feature_maps)
-    return build_fpn_mask_graph(pooled, config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+    return build_fpn_mask_graph(pooled, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+                                bn_momentum=config.BATCH_NORM_MOMENTUM)
 
 
 def build_inference_model(config):

@@ -42,7 +42,8 @@ def _check_num_classes(num_classes, what):
     return int(num_classes)
 
 
-def fpn_classifier_graph(pooled, num_classes, fc_layers_size=1024, train_bn=None):
+def fpn_classifier_graph(pooled, num_classes, fc_layers_size=1024, train_bn=None,
+                         bn_momentum=0.99):
     """Classifier and box-regression head.
 
     Args:
@@ -52,6 +53,7 @@ def fpn_classifier_graph(pooled, num_classes, fc_layers_size=1024, train_bn=None
         fc_layers_size: width of the two "fully connected" layers, implemented as a pool x pool
             valid convolution and a 1x1 convolution (``FPN_CLASSIF_FC_LAYERS_SIZE``).
         train_bn: the classic ``TRAIN_BN`` (see :class:`~mrcnn.model.layers.BatchNorm`).
+        bn_momentum: BatchNorm moving-average momentum (``BATCH_NORM_MOMENTUM``).
     Returns:
         ``(mrcnn_class_logits [B, R, NC], mrcnn_class [B, R, NC] softmax probabilities,
         mrcnn_bbox [B, R, NC, 4])``; box deltas are (dy, dx, log dh, log dw) per class, still
@@ -69,10 +71,10 @@ def fpn_classifier_graph(pooled, num_classes, fc_layers_size=1024, train_bn=None
     x = MergeRoiBatch(name="mrcnn_class_merge_rois")(pooled)
     x = layers.Conv2D(fc_layers_size, (pool_h, pool_w), padding="valid",
                       name="mrcnn_class_conv1")(x)
-    x = BatchNorm(train_bn=train_bn, name="mrcnn_class_bn1")(x)
+    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name="mrcnn_class_bn1")(x)
     x = layers.Activation("relu", name="mrcnn_class_relu1")(x)
     x = layers.Conv2D(fc_layers_size, (1, 1), name="mrcnn_class_conv2")(x)
-    x = BatchNorm(train_bn=train_bn, name="mrcnn_class_bn2")(x)
+    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name="mrcnn_class_bn2")(x)
     x = layers.Activation("relu", name="mrcnn_class_relu2")(x)
     x = SplitRoiBatch(name="mrcnn_class_split_rois")([x, pooled])
     shared = SqueezeRoiFeatures(name="pool_squeeze")(x)  # [B, R, fc_layers_size]
@@ -85,7 +87,7 @@ def fpn_classifier_graph(pooled, num_classes, fc_layers_size=1024, train_bn=None
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
-def build_fpn_mask_graph(pooled, num_classes, train_bn=None):
+def build_fpn_mask_graph(pooled, num_classes, train_bn=None, bn_momentum=0.99):
     """Mask head.
 
     Args:
@@ -93,6 +95,7 @@ def build_fpn_mask_graph(pooled, num_classes, train_bn=None):
             C = 256); mp and C static, B and R may be None.
         num_classes: classes including background (``NUM_CLASSES``).
         train_bn: the classic ``TRAIN_BN``.
+        bn_momentum: BatchNorm moving-average momentum (``BATCH_NORM_MOMENTUM``).
     Returns:
         ``mrcnn_mask [B, R, 2*mp, 2*mp, NC]`` float32 sigmoid probabilities, one mask per class
         (the caller picks the channel of the ROI's class), in the ROI's box frame.
@@ -103,7 +106,7 @@ def build_fpn_mask_graph(pooled, num_classes, train_bn=None):
     x = MergeRoiBatch(name="mrcnn_mask_merge_rois")(pooled)
     for i in range(1, 5):
         x = layers.Conv2D(256, (3, 3), padding="same", name=f"mrcnn_mask_conv{i}")(x)
-        x = BatchNorm(train_bn=train_bn, name=f"mrcnn_mask_bn{i}")(x)
+        x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu", name=f"mrcnn_mask_relu{i}")(x)
     x = layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu",
                                name="mrcnn_mask_deconv")(x)

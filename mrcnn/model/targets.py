@@ -73,6 +73,11 @@ class DetectionTargetLayer(keras.layers.Layer):
       teaches background. Fewer are taken when fewer exist.
     * ROIs are the positives (random order) followed by the negatives, zero-padded to
       ``train_rois_per_image``.
+    * With ``include_gt_boxes`` (not classic; detectron2 and torchvision do it) the GT boxes
+      themselves join the candidate proposals. From random initialisation the RPN proposes
+      nothing useful for thousands of steps, so without them the heads see almost no positives
+      and learn little but "background"; with them every image has positives from the first
+      step.
 
     Args:
         train_rois_per_image: int ``T`` (``TRAIN_ROIS_PER_IMAGE``), ROIs per image in the output.
@@ -84,6 +89,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         mask_rois_per_image: int ``M <= T``, the leading ROI slots that get mask targets; default
             ``int(T * roi_positive_ratio)``, exactly the slots positives can occupy.
         positive_iou_threshold: float in [0, 1], IoU from which a proposal is positive (0.5).
+        include_gt_boxes: bool, add the non-crowd GT boxes to the candidate proposals
+            (``TRAIN_ROIS_INCLUDE_GT``; default False as in the classic code).
         seed: optional int seed of the sampling's ``tf.random`` op.
 
     Call arguments:
@@ -108,7 +115,7 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     def __init__(self, train_rois_per_image, roi_positive_ratio, mask_shape, use_mini_mask,
                  bbox_std_dev, mask_rois_per_image=None, positive_iou_threshold=0.5, seed=None,
-                 name=None, **kwargs):
+                 include_gt_boxes=False, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.train_rois_per_image = _positive_int("train_rois_per_image", train_rois_per_image)
         self.roi_positive_ratio = _ratio(roi_positive_ratio)
@@ -136,6 +143,9 @@ class DetectionTargetLayer(keras.layers.Layer):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
             raise ValueError(f"seed must be an int or None; got {seed!r}")
         self.seed = None if seed is None else int(seed)
+        if not isinstance(include_gt_boxes, (bool, int)) or include_gt_boxes not in (0, 1):
+            raise ValueError(f"include_gt_boxes must be a bool; got {include_gt_boxes!r}")
+        self.include_gt_boxes = bool(include_gt_boxes)
 
     @staticmethod
     def _check_inputs(inputs):
@@ -192,14 +202,18 @@ class DetectionTargetLayer(keras.layers.Layer):
             raise ValueError("DetectionTargetLayer: gt_boxes must have G >= 1 slots per image "
                              f"(zero-padded); got shape {gt_boxes.shape}")
         t = self.train_rois_per_image
+        gt_present = _non_zero_rows(gt_boxes)
+        gt_target = tf.logical_and(gt_present, gt_class_ids > 0)  # [B, G]
+        gt_crowd = tf.logical_and(gt_present, gt_class_ids < 0)
+        if self.include_gt_boxes:
+            # Crowd and ignored GT become zero rows, i.e. padding, never candidates.
+            gt_candidates = tf.where(gt_target[..., tf.newaxis], gt_boxes, 0.0)
+            proposals = tf.concat([proposals, gt_candidates], axis=1)  # [B, N + G, 4]
 
         # T zero rows appended: top_k needs >= T candidates even when N < T, and every index
         # stays in range; the zero rows are padding and never candidates.
         proposals = tf.pad(proposals, [[0, 0], [0, t], [0, 0]])
         valid_proposal = _non_zero_rows(proposals)  # [B, N + T]
-        gt_present = _non_zero_rows(gt_boxes)
-        gt_target = tf.logical_and(gt_present, gt_class_ids > 0)  # [B, G]
-        gt_crowd = tf.logical_and(gt_present, gt_class_ids < 0)
 
         overlaps = compute_overlaps_tf(proposals, gt_boxes)  # [B, N + T, G]
         # -1 for excluded GT: the maxima below need no reduction over an empty set.
@@ -288,6 +302,7 @@ class DetectionTargetLayer(keras.layers.Layer):
             "mask_rois_per_image": self.mask_rois_per_image,
             "positive_iou_threshold": self.positive_iou_threshold,
             "seed": self.seed,
+            "include_gt_boxes": self.include_gt_boxes,
         })
         return config
 

@@ -147,7 +147,9 @@ def build_training_model(config):
         train_rois_per_image=config.TRAIN_ROIS_PER_IMAGE,
         roi_positive_ratio=config.ROI_POSITIVE_RATIO, mask_shape=list(config.MASK_SHAPE),
         use_mini_mask=config.USE_MINI_MASK, bbox_std_dev=config.BBOX_STD_DEV,
-        mask_rois_per_image=mask_rois_per_image, name="proposal_targets")(
+        mask_rois_per_image=mask_rois_per_image,
+        include_gt_boxes=bool(getattr(config, "TRAIN_ROIS_INCLUDE_GT", False)),
+        name="proposal_targets")(
         [target_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
 
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = build_heads(rois, input_image_meta,

@@ -288,3 +288,11 @@ def test_architectures_table():
     # stage 2..5 identity-block counts: resnet50 3-4-6-3, resnet101 3-4-23-3 blocks in total
     assert [n + 1 for n in ARCHITECTURES["resnet50"]] == [3, 4, 6, 3]
     assert [n + 1 for n in ARCHITECTURES["resnet101"]] == [3, 4, 23, 3]
+
+
+def test_resnet_passes_batch_norm_momentum_to_every_batchnorm():
+    image = keras.Input((64, 64, 3))
+    model = keras.Model(image, resnet_graph(image, "resnet50", bn_momentum=0.9)[1:])
+    norms = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
+    assert len(norms) == 53  # bn_conv1 + 3 per block (16 blocks) + 4 projection shortcuts
+    assert all(layer.momentum == pytest.approx(0.9) for layer in norms)

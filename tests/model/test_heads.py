@@ -259,3 +259,14 @@ def test_rpn_graph_concatenates_levels_in_order(rpn_model):
         start = stop
     with pytest.raises(ValueError, match="feature_maps"):
         rpn_graph([], rpn_model)
+
+
+def test_heads_pass_batch_norm_momentum_to_every_batchnorm():
+    pooled = keras.Input((None, 7, 7, CH))
+    pooled_mask = keras.Input((None, 14, 14, CH))
+    outputs = list(fpn_classifier_graph(pooled, NUM_CLASSES, FC, bn_momentum=0.9))
+    outputs.append(build_fpn_mask_graph(pooled_mask, NUM_CLASSES, bn_momentum=0.9))
+    model = keras.Model([pooled, pooled_mask], outputs)
+    norms = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
+    assert len(norms) == 6  # mrcnn_class_bn1/2 and mrcnn_mask_bn1..4
+    assert all(layer.momentum == pytest.approx(0.9) for layer in norms)

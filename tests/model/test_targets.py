@@ -190,6 +190,35 @@ def test_image_without_gt_gets_background_rois():
     assert np.sum(np.any(rois != 0, axis=1)) == 4
 
 
+def test_include_gt_boxes_gives_positives_without_matching_proposals():
+    rng = np.random.default_rng(1)
+    _, class_ids, gt_boxes, masks = hand_case(rng=rng, rectangular=True)
+    # Only background proposals (IoU < 0.5 with both GT), plus a crowd GT that must not become
+    # a candidate.
+    proposals = np.zeros((1, 10, 4), np.float32)
+    proposals[0, 0], proposals[0, 1] = g(0, 0, 7, 7), g(8, 8, 36, 15)
+    class_ids = np.array([[1, 2, -1]], np.int32)
+    gt_boxes = gt_boxes.copy()
+    gt_boxes[0, 2] = g(0, 40, 20, 63)
+    inputs = [proposals, class_ids, gt_boxes, masks]
+    classic = numpy_outputs(make_layer()(inputs))
+    assert np.all(classic[1] == 0)  # classic sampling: no positive at all
+
+    rois, ids, deltas, mask_targets = numpy_outputs(make_layer(include_gt_boxes=True)(inputs))
+    assert sorted(ids[:2].tolist()) == [1, 2] and np.all(ids[2:] == 0)
+    for k in (0, 1):
+        slot = slot_of(rois, gt_boxes[0, k])
+        assert ids[slot] == class_ids[0, k]
+        np.testing.assert_allclose(deltas[slot], 0.0, atol=1e-6)
+        # A rectangle filling its own box: the mask target is all ones.
+        assert np.all(mask_targets[slot] == 1.0)
+    # The crowd box is no ROI; the two background proposals are the negatives.
+    assert not np.any(np.all(np.abs(rois - gt_boxes[0, 2]) < 1e-6, axis=1))
+    assert np.sum(np.any(rois[2:] != 0, axis=1)) == 2
+    config = make_layer(include_gt_boxes=True).get_config()
+    assert DetectionTargetLayer.from_config(config).include_gt_boxes is True
+
+
 def test_crowd_boxes_are_neither_targets_nor_negatives():
     gt_boxes = np.zeros((1, 3, 4), np.float32)
     gt_boxes[0, 0] = g(*GT1)
