@@ -74,7 +74,10 @@ def test_detect_same_image_alone_and_in_batch_agree(model):
     # A list longer than BATCH_SIZE is run in batches; an odd tail is a batch of one.
     three = model.detect([other, other, image])
     np.testing.assert_array_equal(pair["class_ids"], three[2]["class_ids"])
-    np.testing.assert_allclose(pair["scores"], three[2]["scores"], rtol=1e-4, atol=1e-5)
+    # oneDNN picks kernels by batch size: float32 sums differ in the last bits and a random
+    # network amplifies that to ~3e-4 relative in the scores (measured); a real batch mix-up
+    # would change them entirely.
+    np.testing.assert_allclose(pair["scores"], three[2]["scores"], rtol=2e-3, atol=1e-4)
     assert np.abs(pair["rois"] - three[2]["rois"]).max() <= 1
 
 
