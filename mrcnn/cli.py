@@ -4,6 +4,7 @@ Every sample accepts ``--weights`` (or ``--model``) as a path, ``last``, ``image
 ``none``; :func:`load_weights_spec` turns that into a loaded model with the classic rules (COCO
 weights skip the class-dependent layers, ImageNet weights load by name).
 """
+import json
 import logging
 import os
 
@@ -65,3 +66,22 @@ def require_dataset_dir(path, what="dataset"):
     if path is None or not os.path.isdir(path):
         raise FileNotFoundError(f"{what} folder not found: {path!r} (pass it with --dataset)")
     return os.fspath(path)
+
+
+def parse_config_overrides(items):
+    """``["NAME=JSON", ...]`` (repeated ``--set`` options) -> ``{NAME: value}``.
+
+    ``NAME`` must be an upper-case config attribute; the value is JSON (``128``, ``0.9``,
+    ``true``, ``[8, 16]``). Raises ValueError naming the malformed item.
+    """
+    overrides = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isupper():
+            raise ValueError(f"expected NAME=JSON with an upper-case config name, got {item!r}")
+        try:
+            overrides[name] = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{item!r}: the value is not JSON ({exc.msg}); strings need "
+                             f"quotes, e.g. NAME='\"value\"'") from None
+    return overrides

@@ -30,6 +30,9 @@ def main(argv=None):
                     help="skip training: evaluate the checkpoints in RUN_DIR, taking the "
                          "training minutes of each epoch from --marks")
     ap.add_argument("--marks", default="", help="json list of [epoch, minutes, loss]")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
+                    help="override a config attribute in training and evaluation, e.g. "
+                         "--set TOP_DOWN_PYRAMID_SIZE=128 (repeatable)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -57,6 +60,16 @@ def main(argv=None):
             loss = (logs or {}).get("loss")
             marks.append((epoch + 1, self.total / 60.0, None if loss is None else float(loss)))
 
+    from mrcnn.cli import parse_config_overrides
+
+    try:
+        overrides = parse_config_overrides(args.set)
+    except ValueError as exc:
+        ap.error(f"--set: {exc}")
+    # Subclasses, so the derived values (IMAGE_SHAPE, BATCH_SIZE) see the overrides.
+    ShapesCPUConfig = type("ShapesCPUConfig", (ShapesCPUConfig,), dict(overrides))
+    ShapesCPUInferenceConfig = type("ShapesCPUInferenceConfig", (ShapesCPUInferenceConfig,),
+                                    dict(overrides))
     config = ShapesCPUConfig()
     config.STEPS_PER_EPOCH = args.steps
     started = time.monotonic()
@@ -92,7 +105,8 @@ def main(argv=None):
               f"{m['coco_bbox_AP']:.3f}", flush=True)
     result = {"rows": rows, "wall_minutes_with_validation": wall_train,
               "steps_per_epoch": args.steps, "batch": config.BATCH_SIZE,
-              "eval_images": args.eval_images, "date": time.strftime("%Y-%m-%d %H:%M")}
+              "eval_images": args.eval_images, "overrides": overrides,
+              "date": time.strftime("%Y-%m-%d %H:%M")}
     if args.json_out:
         with open(args.json_out, "w") as fh:
             json.dump(result, fh, indent=1)

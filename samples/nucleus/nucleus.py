@@ -141,8 +141,17 @@ class NucleusCPUConfig(NucleusConfig):
     - Lighter heads: 14 x 14 masks from 7 x 7 RoIAlign (classic 28 from 14; nuclei are 5-40
       pixels across) and a 512-wide classifier (classic 1024): the mask head dominated the step.
     - Fewer proposals, smaller mini-masks (nuclei are small).
-    - ``LEARNING_RATE = 0.01`` (classic 0.001): from scratch the classic rate learns too slowly
-      for a short run; gradients stay clipped at ``GRADIENT_CLIP_NORM``. Lower it on NaN losses.
+    - ``LEARNING_RATE = 0.0025`` (classic 0.001): measured in 4.5-minute runs, the RPN's recall
+      of validation nuclei (IoU 0.5, top 300 proposals) was 0.01 at 0.01, 0.16 at 0.005 and
+      0.52 at 0.0025; at 0.01 the RPN never learned (rpn_class_loss flat at 0.25).
+    - ``TRAIN_ROIS_INCLUDE_GT = True``: the GT boxes join the proposals the head ROIs are
+      sampled from. Without them an untrained RPN gives the heads almost no positives: measured,
+      after 15 minutes the classifier had learned "background" (mrcnn_class_loss 0.03) and
+      detected 3 nuclei in 51 validation images.
+    - ``BATCH_NORM_MOMENTUM = 0.9`` (Keras 0.99): moving statistics that keep up with weights
+      changing fast from scratch, so inference mode sees what training saw.
+    - ``TOP_DOWN_PYRAMID_SIZE = 128`` (classic 256): the FPN and RPN convolutions over P2 cost as
+      much as the ResNet-50 at this size; half the channels make the step ~20% faster.
     """
     IMAGES_PER_GPU = 2
     IMAGE_MIN_DIM = 256
@@ -159,7 +168,10 @@ class NucleusCPUConfig(NucleusConfig):
     TRAIN_ROIS_PER_IMAGE = 128
     MINI_MASK_SHAPE = (28, 28)
     DETECTION_MAX_INSTANCES = 300
-    LEARNING_RATE = 0.01
+    LEARNING_RATE = 0.0025
+    TRAIN_ROIS_INCLUDE_GT = True
+    BATCH_NORM_MOMENTUM = 0.9
+    TOP_DOWN_PYRAMID_SIZE = 128
     STEPS_PER_EPOCH = 289 // 2  # 340 shared images minus the 51 of "val"
     VALIDATION_STEPS = 10
 
@@ -406,8 +418,10 @@ def nucleus_augmentation():
         A.HorizontalFlip(p=0.5),
         A.VerticalFlip(p=0.5),
         A.RandomRotate90(p=1.0),
-        A.RandomBrightnessContrast(brightness_limit=(-0.2, 0.5), contrast_limit=(-0.2, 0.5),
-                                   p=1.0),
+        # Multiply((0.8, 1.5)): one factor for the whole image. (RandomBrightnessContrast adds
+        # up to half the dtype maximum, which turned dark fluorescence images grey.)
+        A.MultiplicativeNoise(multiplier=(0.8, 1.5), per_channel=False, elementwise=False,
+                              p=1.0),
         A.GaussianBlur(sigma_limit=(0.1, 5.0), p=1.0),
     ], n=2, replace=False, p=1.0)])
 

@@ -215,6 +215,10 @@ def test_augmentation_keeps_masks_with_the_image(three):
         # Flips and 90-degree turns move pixels but never create or lose any.
         np.testing.assert_array_equal(out_masks.sum(axis=(0, 1)), masks.sum(axis=(0, 1)))
         changed += int(not np.array_equal(out_image, image))
+        # Brightness is multiplied by at most 1.5 (classic Multiply((0.8, 1.5))), never offset:
+        # a dark fluorescence background stays dark.
+        background = np.median(out_image[~out_masks.any(axis=-1)])
+        assert background <= 1.5 * np.median(image[~masks.any(axis=-1)]) + 2
     assert changed > 0
 
 
