@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: test demo install clean
 
 # The demo's training budget in minutes (on 2 CPU cores the whole demo takes about 2 more).
-DEMO_MINUTES ?= 8
+DEMO_MINUTES ?= 10
 
 $(STAMP): setup.py requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m samples.shapes.shapes demo --minutes $(DEMO_MINUTES) \
-		--epochs 100 --steps 50 --train-images 1000 --limit 100 --pictures 8 \
+		--epochs 100 --steps 100 --train-images 1000 --limit 100 --pictures 8 \
 		--logs logs/demo --output demo_output
 
 clean:
