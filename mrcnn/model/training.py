@@ -148,7 +148,7 @@ def build_training_model(config):
         roi_positive_ratio=config.ROI_POSITIVE_RATIO, mask_shape=list(config.MASK_SHAPE),
         use_mini_mask=config.USE_MINI_MASK, bbox_std_dev=config.BBOX_STD_DEV,
         mask_rois_per_image=mask_rois_per_image,
-        include_gt_boxes=bool(getattr(config, "TRAIN_ROIS_INCLUDE_GT", False)),
+        include_gt_boxes=bool(config.TRAIN_ROIS_INCLUDE_GT),
         name="proposal_targets")(
         [target_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
 
