@@ -264,7 +264,6 @@ class Config:
             raise ValueError(f"Config.DETECTION_MIN_CONFIDENCE must be in [0, 1], "
                              f"got {confidence!r}")
 
-        # Identity, not equality: 0 and 1 must not pass for False and True.
         momentum = self.BATCH_NORM_MOMENTUM
         if not _is_real(momentum) or not 0.0 < momentum < 1.0:
             raise ValueError(f"Config.BATCH_NORM_MOMENTUM must be a number in (0, 1), "
@@ -272,6 +271,7 @@ class Config:
         if not isinstance(self.TRAIN_ROIS_INCLUDE_GT, (bool, np.bool_)):
             raise ValueError(f"Config.TRAIN_ROIS_INCLUDE_GT must be True or False, "
                              f"got {self.TRAIN_ROIS_INCLUDE_GT!r}")
+        # Identity, not equality: 0 and 1 must not pass for False and True.
         if not any(self.TRAIN_BN is allowed for allowed in (None, True, False)):
             raise ValueError(f"Config.TRAIN_BN must be None, True or False, "
                              f"got {self.TRAIN_BN!r}")

@@ -8,7 +8,7 @@ carry biases. Stage 4 identity blocks are lettered ``b, c, ...`` (``b..f`` for R
 """
 from keras import layers
 
-from mrcnn.model.layers import BatchNorm
+from mrcnn.model.layers import BN_MOMENTUM, BatchNorm
 
 __all__ = ["ARCHITECTURES", "resnet_graph", "build_backbone", "identity_block", "conv_block"]
 
@@ -20,7 +20,7 @@ ARCHITECTURES = {
 
 
 def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=True, train_bn=None,
-                   bn_momentum=0.99):
+                   bn_momentum=BN_MOMENTUM):
     """Bottleneck block whose shortcut is the input itself (same shape in and out).
 
     Args:
@@ -50,7 +50,7 @@ def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=Tr
 
 
 def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2), use_bias=True,
-               train_bn=None, bn_momentum=0.99):
+               train_bn=None, bn_momentum=BN_MOMENTUM):
     """Bottleneck block with a 1x1 projection shortcut (``res{S}{b}_branch1``).
 
     Args:
@@ -80,7 +80,7 @@ def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2),
     return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
 
 
-def resnet_graph(input_image, architecture, stage5=True, train_bn=None, bn_momentum=0.99):
+def resnet_graph(input_image, architecture, stage5=True, train_bn=None, bn_momentum=BN_MOMENTUM):
     """Build the ResNet feature extractor on ``input_image``.
 
     Args:
@@ -126,7 +126,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=None, bn_momen
     return [c1, c2, c3, c4, c5]
 
 
-def build_backbone(input_image, backbone, train_bn=None, bn_momentum=0.99):
+def build_backbone(input_image, backbone, train_bn=None, bn_momentum=BN_MOMENTUM):
     """C2..C5 from a named ResNet or from a user callable (the classic ``config.BACKBONE``).
 
     Args:

@@ -13,6 +13,7 @@ name and shape for shape. The layers whose outputs users look up by name (``mrcn
 from keras import layers
 
 from mrcnn.model.layers import (
+    BN_MOMENTUM,
     BatchNorm,
     MergeRoiBatch,
     ReshapeBoxDeltas,
@@ -43,7 +44,7 @@ def _check_num_classes(num_classes, what):
 
 
 def fpn_classifier_graph(pooled, num_classes, fc_layers_size=1024, train_bn=None,
-                         bn_momentum=0.99):
+                         bn_momentum=BN_MOMENTUM):
     """Classifier and box-regression head.
 
     Args:
@@ -87,7 +88,7 @@ def fpn_classifier_graph(pooled, num_classes, fc_layers_size=1024, train_bn=None
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
-def build_fpn_mask_graph(pooled, num_classes, train_bn=None, bn_momentum=0.99):
+def build_fpn_mask_graph(pooled, num_classes, train_bn=None, bn_momentum=BN_MOMENTUM):
     """Mask head.
 
     Args:

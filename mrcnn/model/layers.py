@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 __all__ = [
+    "BN_MOMENTUM",
     "BatchNorm",
     "MergeRoiBatch",
     "SplitRoiBatch",
@@ -33,6 +34,11 @@ def _mixed_shape(x, start):
     static = x.shape[start:]
     dynamic = tf.shape(x)
     return [d if d is not None else dynamic[start + i] for i, d in enumerate(static)]
+
+
+#: Keras 2's BatchNormalization momentum, which the classic model was trained with; the default
+#: of every builder's ``bn_momentum`` (``Config.BATCH_NORM_MOMENTUM``).
+BN_MOMENTUM = 0.99
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -57,7 +63,7 @@ class BatchNorm(keras.layers.BatchNormalization):
     Note: in Keras 3 a BN layer with ``trainable=False`` also runs in inference mode.
     """
 
-    def __init__(self, train_bn=None, momentum=0.99, epsilon=1e-3, **kwargs):
+    def __init__(self, train_bn=None, momentum=BN_MOMENTUM, epsilon=1e-3, **kwargs):
         if train_bn not in (None, True, False):
             raise ValueError(
                 f"BatchNorm: train_bn must be None, True or False, got {train_bn!r}"
