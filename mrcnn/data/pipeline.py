@@ -83,8 +83,8 @@ def _checked_masks(dataset, image_id, image, mask, class_ids):
     return mask.astype(bool, copy=False), class_ids.astype(np.int32)
 
 
-def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=None, rng=None,
-                  no_augmentation_sources=None):
+def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
+                  use_mini_mask=False, rng=None, no_augmentation_sources=None):
     """Load an image and its ground truth, resized (and augmented) for the network.
 
     Steps (classic order): ``load_image`` / ``load_mask``; ``resize_image`` with
@@ -97,9 +97,13 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=No
         dataset: a prepared :class:`mrcnn.data.dataset.Dataset`.
         config: a :class:`mrcnn.config.Config`.
         image_id: internal image id.
+        augment: classic, deprecated: flip the image left-right with probability 0.5 (after
+            resizing, before ``augmentation``). Prefer ``augmentation``.
         augmentation: None, or what :func:`mrcnn.data.augment.make_augmenter` accepts
             (albumentations, imgaug, callable, Augmenter).
-        use_mini_mask: None (``config.USE_MINI_MASK``), True or False.
+        use_mini_mask: False (the classic default: full-size masks), True (``MINI_MASK_SHAPE``
+            mini-masks), or None to follow ``config.USE_MINI_MASK``. The training pipeline
+            passes ``config.USE_MINI_MASK`` explicitly.
         rng: ``np.random.Generator`` for the random crop ("crop" mode) and augmentation seeding;
             None: a fresh unseeded one.
         no_augmentation_sources: iterable of source names whose images are not augmented.
@@ -136,6 +140,10 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=No
     mask = resize_mask(mask, scale, padding, crop)
 
     source = dataset.image_info[int(image_id)]["source"]
+    if augment:
+        logger.warning("load_image_gt: 'augment' is deprecated; use 'augmentation' instead")
+        if rng.random() < 0.5:
+            image, mask = np.fliplr(image), np.fliplr(mask)
     augmenter = make_augmenter(augmentation)
     if augmenter is not None and source not in set(no_augmentation_sources or ()):
         image, mask = augmenter(image, mask, rng=rng)
@@ -450,8 +458,8 @@ def make_training_dataset(dataset, config, anchors_normalized, anchors_pixels, s
 
 
 def data_generator(dataset, config, shuffle=True, augmentation=None, random_rois=0, batch_size=1,
-                   detection_targets=False, no_augmentation_sources=None, *, seed=None,
-                   skip_empty=True):
+                   detection_targets=False, no_augmentation_sources=None, augment=False, *,
+                   seed=None, skip_empty=True):
     """Classic-compatible endless Python generator of training batches.
 
     Yields ``(inputs, outputs)`` with ``inputs`` = ``[batch_images, batch_image_meta,
@@ -459,26 +467,38 @@ def data_generator(dataset, config, shuffle=True, augmentation=None, random_rois
     (shapes of :class:`TrainingInputs` with a leading ``batch_size``; images molded float32,
     boxes float32 pixels where the classic used int32) and ``outputs`` = ``[]``.
 
+    With ``random_rois`` > 0, ``inputs`` also gets ``batch_rpn_rois`` [B, random_rois, 4] int32
+    pixel ROIs (:func:`mrcnn.data.detection_targets.generate_random_rois`); with
+    ``detection_targets`` as well, ``inputs`` gets ``batch_rois`` [B, TRAIN_ROIS_PER_IMAGE, 4]
+    int32 and ``outputs`` = ``[batch_mrcnn_class_ids [B, T, 1] int32, batch_mrcnn_bbox
+    [B, T, NUM_CLASSES, 4] float32, batch_mrcnn_mask [B, T, mh, mw, NUM_CLASSES] float32]``
+    (:func:`mrcnn.data.detection_targets.build_detection_targets`), in the classic order.
+
     Args:
         dataset, config, augmentation, no_augmentation_sources: as :func:`load_image_gt`.
         shuffle: shuffle image ids every epoch.
-        random_rois, detection_targets: classic debugging options for training the heads with
-            ``USE_RPN_ROIS=False``; not supported (must be 0 / False).
+        random_rois: int, random ROIs per image (0: none), for inspecting or training the heads
+            without the RPN (``USE_RPN_ROIS=False``).
+        detection_targets: also yield the heads' targets of those ROIs (needs ``random_rois``).
         batch_size: images per batch.
+        augment: the classic deprecated flag; True raises a ValueError naming the replacement.
         seed: None (unseeded) or a non-negative int for a reproducible stream.
-        skip_empty: skip images without positive instances (the classic behaviour).
+        skip_empty: skip images without positive instances (the classic behaviour). With
+            ``detection_targets`` images without instances are always skipped.
 
     Prefer :func:`make_training_dataset`, which builds batches in parallel.
 
     Raises:
-        NotImplementedError: ``random_rois`` or ``detection_targets`` requested.
+        ValueError: ``detection_targets`` without ``random_rois``, or a bad ``batch_size``.
         RuntimeError: an image fails to load (the message names the image id).
     """
-    if random_rois or detection_targets:
-        raise NotImplementedError(
-            "data_generator: random_rois and detection_targets (classic options for debugging "
-            "the heads with USE_RPN_ROIS=False) are not supported; use random_rois=0 and "
-            "detection_targets=False")
+    if augment:
+        raise ValueError("data_generator: augment=True (classic, deprecated) is not supported; "
+                         "pass augmentation=albumentations.HorizontalFlip(p=0.5) instead")
+    if detection_targets and not random_rois:
+        raise ValueError("data_generator: detection_targets=True needs random_rois > 0 (the "
+                         "targets are built for those ROIs), e.g. random_rois=2000")
+    skip_empty = skip_empty or bool(detection_targets)
     if batch_size < 1:
         raise ValueError(f"data_generator: batch_size must be >= 1, got {batch_size!r}")
     rng = np.random.default_rng(None if seed is None else _check_seed(seed, "data_generator"))
@@ -510,10 +530,41 @@ def data_generator(dataset, config, shuffle=True, augmentation=None, random_rois
                                      "instance; nothing to train on with skip_empty=True")
                 continue
             consecutive_skips = 0
+            if random_rois:
+                inputs.update(_random_roi_targets(inputs, config, random_rois,
+                                                  detection_targets, rng))
             batch.append(inputs)
             if len(batch) == batch_size:
-                yield [np.stack([b[key] for b in batch]) for key in keys], []
+                batch_inputs = [np.stack([b[key] for b in batch]) for key in keys]
+                outputs = []
+                if random_rois:
+                    batch_inputs.append(np.stack([b["rpn_rois"] for b in batch]))
+                    if detection_targets:
+                        batch_inputs.append(np.stack([b["rois"] for b in batch]))
+                        outputs = [np.stack([b[key] for b in batch])
+                                   for key in ("mrcnn_class_ids", "mrcnn_bbox", "mrcnn_mask")]
+                        # Keras wanted outputs and targets of the same rank (classic).
+                        outputs[0] = outputs[0][..., np.newaxis]
+                yield batch_inputs, outputs
                 batch = []
+
+
+def _random_roi_targets(inputs, config, random_rois, detection_targets, rng):
+    """Random ROIs (and their head targets) for one image of :func:`data_generator`."""
+    from mrcnn.data.detection_targets import build_detection_targets, generate_random_rois
+
+    class_ids = inputs["input_gt_class_ids"]
+    n = int(np.flatnonzero(class_ids)[-1]) + 1 if np.any(class_ids) else 0
+    gt_boxes = inputs["input_gt_boxes"][:n].astype(np.int32)
+    out = {"rpn_rois": generate_random_rois(config.IMAGE_SHAPE, random_rois, class_ids[:n],
+                                            gt_boxes, rng=rng)}
+    if detection_targets:
+        rois, mrcnn_class_ids, mrcnn_bbox, mrcnn_mask = build_detection_targets(
+            out["rpn_rois"], class_ids[:n], gt_boxes, inputs["input_gt_masks"][:, :, :n], config,
+            rng=rng)
+        out.update(rois=rois, mrcnn_class_ids=mrcnn_class_ids, mrcnn_bbox=mrcnn_bbox,
+                   mrcnn_mask=mrcnn_mask)
+    return out
 
 
 def measure_pipeline_throughput(tf_dataset, batches):

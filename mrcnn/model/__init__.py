@@ -30,7 +30,9 @@ _EXPORTS = {
     "DetectionTargetLayer": "mrcnn.model.targets",
     "fpn_classifier_graph": "mrcnn.model.heads",
     "build_fpn_mask_graph": "mrcnn.model.heads",
-    "compute_backbone_shapes": "mrcnn.ops.anchors",
+    "compute_backbone_shapes": "mrcnn.model.inspect",
+    "build_detection_targets": "mrcnn.data.detection_targets",
+    "generate_random_rois": "mrcnn.data.detection_targets",
 }
 # Classic graph-function names and where they live now (their TF twins of the box ops).
 _RENAMED = {

@@ -83,7 +83,22 @@ class DetectionLayer(keras.layers.Layer):
             raise ValueError("DetectionLayer expects inputs [rois, mrcnn_class, mrcnn_bbox, "
                              f"image_meta]; got {type(inputs).__name__} of length {count}")
 
+    #: Intermediate results :meth:`compute_internals` returns (``MaskRCNN.ancestor`` names
+    #: them "mrcnn_detection/<key>"; see :mod:`mrcnn.model.inspect`).
+    INTERNALS = ("class_ids", "scores", "refined_rois", "keep", "detections")
+
     def call(self, inputs):
+        return self.compute_internals(inputs)["detections"]
+
+    def compute_internals(self, inputs):
+        """The steps of :meth:`call`, for inspection (the inspect_model notebook).
+
+        Returns a dict, per ROI (R) before NMS: ``class_ids`` [B, R] int32 the most likely class;
+        ``scores`` [B, R] its probability; ``refined_rois`` [B, R, 4] normalized ROI refined by
+        that class's deltas and clipped to the window; ``keep`` [B, R] bool: foreground, not
+        padding, finite and scoring at least ``min_confidence`` (the NMS candidates); and
+        ``detections`` [B, max_instances, 6] (the layer's output).
+        """
         self._check_inputs(inputs)
         rois, probs, deltas = (tf.stop_gradient(tf.cast(x, tf.float32)) for x in inputs[:3])
         meta = parse_image_meta_graph(inputs[3])
@@ -107,6 +122,7 @@ class DetectionLayer(keras.layers.Layer):
         keep = tf.logical_and(finite, tf.reduce_any(tf.not_equal(rois, 0.0), axis=-1))
         keep = tf.logical_and(keep, class_ids > 0)
         keep = tf.logical_and(keep, scores >= self.min_confidence)
+        roi_scores = scores
         scores = tf.where(keep, scores, tf.zeros_like(scores))
         # One column per foreground class; a background ROI's one_hot(-1) row is all zeros.
         class_scores = tf.one_hot(class_ids - 1, num_classes - 1) * scores[..., tf.newaxis]
@@ -125,7 +141,8 @@ class DetectionLayer(keras.layers.Layer):
         ], axis=-1)
         valid = tf.range(self.max_instances)[tf.newaxis, :] < nms.valid_detections[:, tf.newaxis]
         detections = tf.where(valid[..., tf.newaxis], detections, tf.zeros_like(detections))
-        return tf.reshape(detections, [-1, self.max_instances, 6])
+        return {"class_ids": class_ids, "scores": roi_scores, "refined_rois": boxes, "keep": keep,
+                "detections": tf.reshape(detections, [-1, self.max_instances, 6])}
 
     def compute_output_shape(self, input_shape):
         self._check_inputs(input_shape)

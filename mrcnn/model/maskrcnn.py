@@ -15,7 +15,8 @@ from mrcnn.data.image_meta import compose_image_meta, mold_image
 from mrcnn.data.transforms import resize_image
 from mrcnn.model import weights_io
 from mrcnn.model.graph import build_inference_model
-from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.model.inspect import compute_backbone_shapes
+from mrcnn.ops.anchors import generate_pyramid_anchors
 from mrcnn.ops.boxes import denorm_boxes, norm_boxes
 from mrcnn.ops.masks import paste_masks
 
@@ -55,6 +56,8 @@ class MaskRCNN:
         self.config = config
         self.model_dir = str(model_dir)
         self._anchor_cache = {}
+        self._inspect_cache = {}
+        self.anchors = None  # pixel anchors of the last get_anchors() call (classic)
         self._predict_fn = None
         self.set_log_dir()
         self.keras_model = self.build(mode=mode, config=config)
@@ -69,21 +72,25 @@ class MaskRCNN:
 
     # ---------------------------------------------------------------- anchors
     def get_anchors(self, image_shape):
-        """Normalized pyramid anchors [A, (y1, x1, y2, x2)] float32 for a molded image shape."""
+        """Normalized pyramid anchors [A, (y1, x1, y2, x2)] float32 for a molded image shape.
+
+        Also sets ``self.anchors`` to the same anchors in pixels (classic: the inspect_model
+        notebook reads it after this call).
+        """
         image_shape = tuple(int(d) for d in image_shape[:2])
         if image_shape not in self._anchor_cache:
             anchors = generate_pyramid_anchors(
                 self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
                 self.compute_backbone_shapes(image_shape), self.config.BACKBONE_STRIDES,
                 self.config.RPN_ANCHOR_STRIDE)
-            self._anchor_cache[image_shape] = norm_boxes(anchors, image_shape).astype(np.float32)
-        return self._anchor_cache[image_shape]
+            self._anchor_cache[image_shape] = (norm_boxes(anchors, image_shape).astype(np.float32),
+                                               anchors)
+        normalized, self.anchors = self._anchor_cache[image_shape]
+        return normalized
 
     def compute_backbone_shapes(self, image_shape):
         """[[h, w] per pyramid level] for an image shape; honours COMPUTE_BACKBONE_SHAPE."""
-        if callable(self.config.BACKBONE):
-            return np.asarray(self.config.COMPUTE_BACKBONE_SHAPE(image_shape))
-        return compute_backbone_shapes(image_shape, self.config.BACKBONE_STRIDES)
+        return compute_backbone_shapes(self.config, image_shape)
 
     # ---------------------------------------------------------------- molding
     def mold_inputs(self, images):
@@ -196,18 +203,25 @@ class MaskRCNN:
     def detect_molded(self, molded_images, image_metas, verbose=0):
         """Detect on images already molded (e.g. from ``load_image_gt``); see ``detect``.
 
-        ``molded_images`` are the resized, padded images *before* mean subtraction (as
-        ``load_image_gt`` returns them); the original shape and window come from ``image_metas``.
+        ``molded_images`` [N, h, w, 3] are the resized, padded images *before* mean subtraction
+        (as ``load_image_gt`` returns them); ``image_metas`` [N, META] their metas. As in the
+        classic package, results are in the frame of the molded image: ``rois`` are pixels of
+        the molded image and ``masks`` are [h, w, N], the frame of ``load_image_gt``'s ground
+        truth.
         """
         if self.mode != "inference":
             raise RuntimeError("detect_molded() needs a MaskRCNN built with mode='inference'")
-        from mrcnn.data.image_meta import parse_image_meta
-        molded_images = mold_image(np.asarray(molded_images), self.config.MEAN_PIXEL)
+        molded_images = np.asarray(molded_images)
+        if molded_images.ndim != 4:
+            raise ValueError(f"detect_molded: molded_images must be [N, h, w, C], got shape "
+                             f"{molded_images.shape}")
+        normalized = mold_image(molded_images, self.config.MEAN_PIXEL).astype(np.float32)
         image_metas = np.asarray(image_metas, dtype=np.float32)
-        meta = parse_image_meta(image_metas)
-        originals = [np.empty(tuple(shape), dtype=np.uint8) for shape in meta["original_image_shape"]]
-        return self._detect_molded_batch(originals, molded_images.astype(np.float32), image_metas,
-                                         meta["window"])
+        height, width = molded_images.shape[1:3]
+        # The whole molded image is the "original": its window spans it all.
+        windows = np.tile(np.array([[0, 0, height, width]], dtype=np.int32),
+                          (molded_images.shape[0], 1))
+        return self._detect_molded_batch(list(molded_images), normalized, image_metas, windows)
 
     def _detect_molded_batch(self, originals, molded_images, image_metas, windows):
         anchors = self._batched_anchors(molded_images.shape[1:3], molded_images.shape[0])
@@ -364,42 +378,37 @@ class MaskRCNN:
 
     # ------------------------------------------------------------ inspection
     def ancestor(self, tensor, name, checked=None):
-        """Find the layer called ``name`` upstream of ``tensor`` (classic helper); None if absent."""
-        try:
-            return self.keras_model.get_layer(name).output
-        except ValueError:
-            return None
+        """The tensor called ``name`` upstream of ``tensor`` (classic helper), or None.
+
+        ``name`` is a layer name or ``"<layer>/<internal>"`` such as ``"ROI/pre_nms_anchors:0"``
+        (see :mod:`mrcnn.model.inspect` for the names); the result goes into :meth:`run_graph`.
+        """
+        from mrcnn.model.inspect import ancestor
+        return ancestor(tensor, name, cache=self._inspect_cache)
 
     def run_graph(self, images, outputs, image_metas=None):
         """Run the model on ``images`` and return named intermediate tensors as NumPy arrays.
 
-        Args:
-            images: list of images (molded here unless ``image_metas`` is given, in which case
-                they are taken as already molded, before mean subtraction).
-            outputs: list of (name, tensor) pairs; tensors are outputs of layers of
-                ``keras_model`` (e.g. ``model.keras_model.get_layer("ROI").output``).
-        Returns:
-            dict name -> NumPy array, in the order given.
+        Works in both modes (see :func:`mrcnn.model.inspect.run_graph`). ``outputs`` is a list
+        of (name, tensor) pairs: layer outputs (``keras_model.get_layer("ROI").output``) or
+        :meth:`ancestor` results. Without ``image_metas`` the images are molded here; with it
+        they must already be molded and normalized (they are used as given).
+        Returns an OrderedDict name -> array.
         """
-        import collections
+        from mrcnn.model.inspect import run_graph
+        return run_graph(self, images, outputs, image_metas=image_metas)
 
+    def compile(self, learning_rate, momentum):
+        """Classic ``compile``: SGD(learning_rate, momentum, clipnorm=GRADIENT_CLIP_NORM).
+
+        The losses and L2 weight decay are part of the training model's step, so this only sets
+        the optimizer; ``train`` compiles itself and need not be preceded by this call.
+        """
+        if self.mode != "training":
+            raise RuntimeError("compile() is for a MaskRCNN built with mode='training'; an "
+                               "inference model needs no compiling (call detect())")
         import keras
-        if image_metas is None:
-            molded_images, image_metas, _ = self.mold_inputs(images)
-        else:
-            molded_images = mold_image(np.asarray(images), self.config.MEAN_PIXEL)
-        inputs = [molded_images.astype(np.float32), np.asarray(image_metas, np.float32),
-                  self._batched_anchors(molded_images.shape[1:3], molded_images.shape[0])]
-        if self.mode == "training":
-            raise RuntimeError("run_graph() runs the inference model; build one with "
-                               "mode='inference'")
-        tensors = [tensor for _, tensor in outputs]
-        probe = keras.Model(self.keras_model.inputs, tensors)
-        values = probe(inputs, training=False)
-        if not isinstance(values, (list, tuple)):
-            values = [values]
-        result = collections.OrderedDict()
-        for (name, _), value in zip(outputs, values):
-            result[name] = np.asarray(value)
-            logger.debug("%s %s", name, result[name].shape)
-        return result
+        self.keras_model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+                                           clipnorm=self.config.GRADIENT_CLIP_NORM),
+            jit_compile=False)

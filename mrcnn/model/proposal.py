@@ -88,7 +88,24 @@ class ProposalLayer(keras.layers.Layer):
         self.pre_nms_limit = _positive_int("pre_nms_limit", pre_nms_limit)
         self.rpn_bbox_std_dev = _std_dev("rpn_bbox_std_dev", rpn_bbox_std_dev)
 
+    #: Intermediate results :meth:`compute_internals` returns (``MaskRCNN.ancestor`` names
+    #: them "ROI/<key>"; see :mod:`mrcnn.model.inspect`).
+    INTERNALS = ("pre_nms_scores", "pre_nms_anchors", "refined_anchors",
+                 "refined_anchors_clipped", "post_nms_anchor_ix", "proposals")
+
     def call(self, inputs):
+        return self.compute_internals(inputs)["proposals"]
+
+    def compute_internals(self, inputs):
+        """The steps of :meth:`call`, for inspection (the inspect_model notebook).
+
+        Returns a dict (``K = min(pre_nms_limit, A)``, ``P = proposal_count``, boxes normalized):
+        ``pre_nms_scores`` [B, K] the top-k foreground scores, descending;
+        ``pre_nms_anchors`` [B, K, 4] their anchors; ``refined_anchors`` [B, K, 4] the anchors
+        with the RPN deltas applied; ``refined_anchors_clipped`` [B, K, 4] clipped to
+        [0, 0, 1, 1]; ``post_nms_anchor_ix`` [B, P] int32 indices into those K boxes of the
+        boxes NMS kept, -1 after the last one; ``proposals`` [B, P, 4] (the layer's output).
+        """
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
             raise ValueError("ProposalLayer expects inputs [rpn_probs, rpn_bbox, anchors]; got "
                              f"{type(inputs).__name__} of length "
@@ -114,8 +131,8 @@ class ProposalLayer(keras.layers.Layer):
         deltas = tf.gather(deltas, top.indices, batch_dims=1)
         anchors = tf.gather(anchors, top.indices, batch_dims=1)
 
-        boxes = apply_box_deltas_tf(anchors, deltas)
-        boxes = tf.where(tf.math.is_finite(boxes), boxes, tf.zeros_like(boxes))
+        refined = apply_box_deltas_tf(anchors, deltas)
+        boxes = tf.where(tf.math.is_finite(refined), refined, tf.zeros_like(refined))
         boxes = clip_boxes_tf(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
 
         # Decoded boxes have y1 <= y2 and x1 <= x2 (exp() > 0 and clipping keeps the order),
@@ -127,7 +144,14 @@ class ProposalLayer(keras.layers.Layer):
         proposals = tf.gather(boxes, keep, batch_dims=1)
         valid = tf.range(self.proposal_count)[tf.newaxis, :] < num_valid[:, tf.newaxis]
         proposals = tf.where(valid[..., tf.newaxis], proposals, tf.zeros_like(proposals))
-        return tf.reshape(proposals, [-1, self.proposal_count, 4])
+        return {
+            "pre_nms_scores": scores,
+            "pre_nms_anchors": anchors,
+            "refined_anchors": refined,
+            "refined_anchors_clipped": boxes,
+            "post_nms_anchor_ix": tf.where(valid, tf.cast(keep, tf.int32), -1),
+            "proposals": tf.reshape(proposals, [-1, self.proposal_count, 4]),
+        }
 
     def compute_output_shape(self, input_shape):
         batch = input_shape[0][0] if input_shape and input_shape[0] else None

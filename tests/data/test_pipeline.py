@@ -116,15 +116,18 @@ def test_load_image_gt_full_masks_meta_and_boxes():
         assert tuple(image[int(ys.mean()), int(xs.mean())]) == colour
 
 
-def test_load_image_gt_mini_masks_default_from_config():
+def test_load_image_gt_mini_masks_on_request_full_masks_by_default():
     ds = ShapesDataset([TWO_OBJECTS])
-    _, _, _, bbox, mini = load_image_gt(ds, TinyConfig(), 0)  # USE_MINI_MASK defaults True
+    _, _, _, bbox, mini = load_image_gt(ds, TinyConfig(), 0, use_mini_mask=True)
     assert mini.shape == (16, 16, 2) and mini.dtype == bool
     assert mini[:, :, 0].all()  # the rectangle fills its box
     circle = mini[:, :, 1]
     assert circle[8, 8] and not circle[0, 0] and not circle[15, 15]
-    _, _, _, _, full = load_image_gt(ds, TinyConfig(), 0, use_mini_mask=False)
+    # The classic default is use_mini_mask=False, whatever config.USE_MINI_MASK says.
+    _, _, _, _, full = load_image_gt(ds, TinyConfig(), 0)
     assert full.shape == (64, 64, 2)
+    _, _, _, _, from_config = load_image_gt(ds, TinyConfig(), 0, use_mini_mask=None)
+    assert from_config.shape == (16, 16, 2)
 
 
 def test_instances_emptied_by_augmentation_are_dropped():
@@ -200,7 +203,7 @@ def test_build_training_inputs_shapes_padding_and_values():
     inputs = build_training_inputs(ds, cfg, 0, anchors, np.random.default_rng(0))
     _check_specs(inputs, cfg, anchors.shape[0])
     assert inputs["input_gt_masks"].shape == (16, 16, 3)
-    image, meta, class_ids, bbox, mini = load_image_gt(ds, cfg, 0)
+    image, meta, class_ids, bbox, mini = load_image_gt(ds, cfg, 0, use_mini_mask=True)
     np.testing.assert_allclose(inputs["input_image"], image.astype(np.float32) - cfg.MEAN_PIXEL,
                                rtol=1e-6)
     np.testing.assert_array_equal(inputs["input_image_meta"], meta)
@@ -230,7 +233,7 @@ def test_more_instances_than_max_keeps_a_random_subset():
     cfg = TinyConfig()
     anchors, _ = pyramid_anchors_for_config(cfg)
     ds = ShapesDataset([_five_objects()])
-    _, _, all_ids, all_boxes, all_masks = load_image_gt(ds, cfg, 0)
+    _, _, all_ids, all_boxes, all_masks = load_image_gt(ds, cfg, 0, use_mini_mask=True)
     chosen = set()
     for seed in range(4):
         inputs = build_training_inputs(ds, cfg, 0, anchors, np.random.default_rng(seed))
@@ -366,8 +369,8 @@ def test_data_generator_classic_order_and_skips_empty_images():
     assert inputs[1][:, 0].tolist() == [0, 1]
     inputs, _ = next(gen)
     assert inputs[1][:, 0].tolist() == [0, 1]  # image 2 (empty) skipped, next epoch starts
-    with pytest.raises(NotImplementedError, match="random_rois"):
-        next(data_generator(ShapesDataset(_scenes(3)), cfg, random_rois=10))
+    with pytest.raises(ValueError, match="random_rois"):
+        next(data_generator(ShapesDataset(_scenes(3)), cfg, detection_targets=True))
 
 
 def test_measure_pipeline_throughput():
