@@ -7,6 +7,10 @@ runs on, and we paste, 100 masks), 2 threads. Prints a table and, as the last li
 object.
 
     .venv/bin/python scripts/benchmark.py --threads 2 --runs 5
+    .venv/bin/python scripts/benchmark.py --threads 1 --pin 0 --runs 5
+    ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python scripts/benchmark.py ...   # the AVX2 path
+
+Every result records the CPU and the ISA oneDNN dispatched to (scripts/cpu_info.py).
 """
 import argparse
 import json
@@ -17,10 +21,14 @@ import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_info import cpu_summary, onednn_isa, pin_to  # noqa: E402
+
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
+    ap.add_argument("--pin", default="", help="run on these CPUs only, e.g. 0 or 0,1")
     ap.add_argument("--runs", type=int, default=5, help="timed runs")
     ap.add_argument("--warmup", type=int, default=2, help="untimed runs first")
     ap.add_argument("--size", type=int, default=1024, help="image side (IMAGE_MAX_DIM)")
@@ -126,6 +134,8 @@ def stage_profile(model, image, runs):
 
 def main(argv=None):
     args = parse_args(argv)
+    pin_to(args.pin)
+    isa = onednn_isa()
     tf = configure_threads(args.threads)
     import numpy as np
     from mrcnn.model.maskrcnn import MaskRCNN
@@ -152,6 +162,7 @@ def main(argv=None):
         "num_classes": args.num_classes, "proposals": args.proposals,
         "detections_max": args.detections, "detections_produced": n_det,
         "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
+        "isa": isa, "cpu": cpu_summary(),
         "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
         "walls_s": walls, "peak_rss_mib_detect": rss_detect_mib,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
@@ -162,7 +173,7 @@ def main(argv=None):
     }
     print(f"detect {args.size}x{args.size} {args.backbone}: median {result['median_s']:.3f}s "
           f"min {result['min_s']:.3f}s ({n_det} detections), peak RSS after detect "
-          f"{rss_detect_mib:.0f} MiB")
+          f"{rss_detect_mib:.0f} MiB; oneDNN ISA {isa}; {cpu_summary()}")
     for name, value in stages.items():
         print(f"  {name:24s} {value:.3f}s")
     line = json.dumps(result)

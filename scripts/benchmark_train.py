@@ -10,6 +10,10 @@ Each configuration runs in its own child process so that its peak RSS is its own
 stdout line is one JSON object.
 
     .venv/bin/python scripts/benchmark_train.py --threads 2 --runs 5
+    .venv/bin/python scripts/benchmark_train.py --threads 1 --pin 0 --configs train_128_b8
+    ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python scripts/benchmark_train.py ...   # the AVX2 path
+
+Every result records the CPU and the ISA oneDNN dispatched to (scripts/cpu_info.py).
 """
 import argparse
 import json
@@ -21,6 +25,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_info import cpu_summary, onednn_isa, pin_to  # noqa: E402
+
 CONFIGS = {"train_128_b8": (128, 8), "train_512_b2": (512, 2)}
 
 
@@ -29,6 +36,7 @@ def parse_args(argv=None):
     ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: " +
                     ", ".join(CONFIGS))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pin", default="", help="run on these CPUs only, e.g. 0 or 0,1")
     ap.add_argument("--runs", type=int, default=5, help="timed steps")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--pipeline-batches", type=int, default=20,
@@ -153,9 +161,12 @@ def run_child(name, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    pin_to(args.pin)  # children inherit the affinity
     if args.child:
         print("RESULT " + json.dumps(run_child(args.child, args)))
         return 0
+    isa = onednn_isa()
+    print(f"oneDNN ISA {isa}; {cpu_summary()}", flush=True)
     results = []
     for name in [c for c in args.configs.split(",") if c]:
         if name not in CONFIGS:
@@ -175,6 +186,7 @@ def main(argv=None):
               f"{result['pipeline_batches_per_s']:.1f} batches/s = "
               f"{result['pipeline_vs_model']:.1f}x the model's consumption", flush=True)
     summary = {"results": results, "threads": args.threads, "tensorflow": None,
+               "isa": isa, "cpu": cpu_summary(),
                "python": platform.python_version(), "machine": platform.machine(),
                "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     line = json.dumps(summary)

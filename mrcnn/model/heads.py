@@ -20,6 +20,7 @@ from mrcnn.model.layers import (
     RoiConv2D,
     SplitRoiBatch,
     SqueezeRoiFeatures,
+    WindowConv2D,
 )
 
 __all__ = ["fpn_classifier_graph", "build_fpn_mask_graph"]
@@ -70,11 +71,13 @@ def fpn_classifier_graph(pooled, num_classes, fc_layers_size=1024, train_bn=None
     fc_layers_size = int(fc_layers_size)
 
     x = MergeRoiBatch(name="mrcnn_class_merge_rois")(pooled)
-    x = layers.Conv2D(fc_layers_size, (pool_h, pool_w), padding="valid",
-                      name="mrcnn_class_conv1")(x)
+    # The two "fully connected" layers as classic convolutions (classic weight layout and names),
+    # computed as matrix products: see WindowConv2D for why.
+    x = WindowConv2D(fc_layers_size, (pool_h, pool_w), padding="valid",
+                     name="mrcnn_class_conv1")(x)
     x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name="mrcnn_class_bn1")(x)
     x = layers.Activation("relu", name="mrcnn_class_relu1")(x)
-    x = layers.Conv2D(fc_layers_size, (1, 1), name="mrcnn_class_conv2")(x)
+    x = WindowConv2D(fc_layers_size, (1, 1), name="mrcnn_class_conv2")(x)
     x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name="mrcnn_class_bn2")(x)
     x = layers.Activation("relu", name="mrcnn_class_relu2")(x)
     x = SplitRoiBatch(name="mrcnn_class_split_rois")([x, pooled])

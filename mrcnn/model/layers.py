@@ -5,6 +5,9 @@
   (``[B, R, ...] <-> [B*R, ...]``) so that per-ROI convolutions run as plain ``Conv2D`` /
   ``BatchNorm`` layers on one big batch instead of through ``TimeDistributed``; the layer names
   and weight shapes then equal those of the classic model's ``TimeDistributed`` wrappers.
+- :class:`WindowConv2D`: a ``Conv2D`` whose kernel covers its whole input window (the classic
+  ``mrcnn_class_conv1`` / ``mrcnn_class_conv2``, "fully connected" layers written as convolutions),
+  computed as one matrix product; same weights, names and outputs as ``Conv2D``.
 - :class:`RoiConv2D`: a ``Conv2D`` that takes ``[B, R, h, w, C]`` directly, for the last layer
   of a head whose *output* users look up by name (``mrcnn_mask``).
 - :class:`SqueezeRoiFeatures`: ``[B, R, 1, 1, C] -> [B, R, C]`` (classic ``pool_squeeze``).
@@ -21,6 +24,7 @@ __all__ = [
     "BatchNorm",
     "MergeRoiBatch",
     "SplitRoiBatch",
+    "WindowConv2D",
     "RoiConv2D",
     "SqueezeRoiFeatures",
     "ReshapeBoxDeltas",
@@ -119,6 +123,39 @@ class SplitRoiBatch(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         x_shape, ref_shape = input_shape
         return tuple(ref_shape[:2]) + tuple(x_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class WindowConv2D(keras.layers.Conv2D):
+    """``Conv2D`` computed as a matrix product when the kernel covers the whole input window.
+
+    Input ``[N, kh, kw, C]`` with (kh, kw) equal to ``kernel_size``, "valid" padding, no dilation,
+    one group: the output ``[N, 1, 1, filters]`` is ``reshape(x, [N, kh*kw*C]) @
+    reshape(kernel, [kh*kw*C, filters]) + bias``, which is exactly the convolution (both flatten
+    (row, column, channel) in row-major order). Any other input falls back to the convolution.
+
+    Why: the classic head's first "fully connected" layer is a 7x7 valid convolution over
+    ``[R, 7, 7, 256]``. oneDNN's convolution kernels for this shape, above all the backward
+    ones (Conv2DBackpropInput/Filter), are orders of magnitude slower on AVX2-only CPUs than on
+    AVX-512 ones (33 s of a 41 s training step at 128x128 batch 2 on one AVX2 core), while the
+    same work as a GEMM takes a fraction of a second on every ISA.
+
+    Weights are those of ``keras.layers.Conv2D`` (``kernel [kh, kw, C, filters]``, ``bias``), so
+    classic ``.h5`` files load unchanged and the layer keeps its classic name.
+    """
+
+    def _covers_window(self, inputs):
+        return (self.data_format == "channels_last" and self.padding == "valid"
+                and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
+                and tuple(inputs.shape[1:3]) == tuple(self.kernel_size))
+
+    def convolution_op(self, inputs, kernel):
+        if not self._covers_window(inputs):
+            return super().convolution_op(inputs, kernel)
+        kh, kw, channels, filters = kernel.shape
+        flat = tf.reshape(inputs, [-1, kh * kw * channels])
+        out = tf.matmul(flat, tf.reshape(kernel, [kh * kw * channels, filters]))
+        return tf.reshape(out, [-1, 1, 1, filters])
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

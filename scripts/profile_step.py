@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Where a training step or a detect() call spends its time: TensorFlow op profile, top ops.
+
+Runs a few warm-up steps, then profiles the next ones with ``tf.profiler.experimental`` and reads
+the trace it wrote (the XSpace protobuf, no TensorBoard plugin needed). Prints the top ops by
+total self time, summed over every host thread, and the CPU ISA oneDNN used.
+
+    .venv/bin/python scripts/profile_step.py train --size 128 --batch 2 --threads 1
+    .venv/bin/python scripts/profile_step.py infer --size 1024 --threads 2
+    ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python scripts/profile_step.py train ...
+
+The work is that of ``scripts/benchmark_train.py`` (train) and ``scripts/benchmark.py`` (infer).
+The last stdout line is one JSON object (``--json-out`` also writes it).
+"""
+import argparse
+import collections
+import glob
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=["train", "infer"])
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=2, help="training batch (train only)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pin", default="", help="CPU list to pin this process to, e.g. 0 or 0,1")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=1, help="profiled steps (or detect calls)")
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--json-out", default="")
+    return ap.parse_args(argv)
+
+
+def summarize_xspace(path, top):
+    """Sum the durations of TF op events on the host plane of one ``*.xplane.pb`` trace.
+
+    Returns ``[(op name, op type, total seconds, count)]`` sorted by time, and the total. Events
+    are TensorFlow op executions (TraceMe events named ``name:type``); framework bookkeeping
+    events (no ``:``) are left out, so the sum is the time spent inside ops.
+    """
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as fh:
+        space.ParseFromString(fh.read())
+    totals = collections.defaultdict(float)
+    counts = collections.Counter()
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                meta = plane.event_metadata[event.metadata_id]
+                name = meta.display_name or meta.name
+                if ":" not in name or name.startswith(("Iterator", "tf_data")):
+                    continue
+                totals[name] += event.duration_ps * 1e-12
+                counts[name] += 1
+    rows = sorted(((n.rsplit(":", 1)[0], n.rsplit(":", 1)[1], t, counts[n])
+                   for n, t in totals.items()), key=lambda r: -r[2])
+    by_type = collections.defaultdict(float)
+    for _, op_type, t, _ in rows:
+        by_type[op_type] += t
+    return rows[:top], sorted(by_type.items(), key=lambda kv: -kv[1])[:top], sum(totals.values())
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from cpu_info import cpu_summary, onednn_isa, pin_to
+    pin_to(args.pin)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    logdir = tempfile.mkdtemp(prefix="mrcnn_profile_")
+
+    if args.mode == "train":
+        import keras
+        from benchmark_train import make_config, make_dataset
+        from mrcnn.data.pipeline import make_training_dataset, pyramid_anchors_for_config
+        from mrcnn.model.maskrcnn import MaskRCNN
+        config = make_config(args.size, args.batch)
+        anchors_px, anchors = pyramid_anchors_for_config(config)
+        data = make_training_dataset(make_dataset(args.size), config, anchors, anchors_px, seed=0)
+        model = MaskRCNN(mode="training", config=config, model_dir=tempfile.mkdtemp())
+        model.set_trainable(".*", verbose=0)
+        km = model.keras_model
+        km.compile(optimizer=keras.optimizers.SGD(learning_rate=config.LEARNING_RATE,
+                                                  momentum=0.9,
+                                                  clipnorm=config.GRADIENT_CLIP_NORM))
+        profiled = {}
+
+        class ProfileWindow(keras.callbacks.Callback):
+            """Profiles batches warmup .. warmup + steps - 1 of the one epoch fit() runs."""
+
+            def on_train_batch_begin(self, batch, logs=None):
+                if batch == args.warmup:
+                    profiled["t0"] = time.perf_counter()
+                    tf.profiler.experimental.start(logdir)
+
+            def on_train_batch_end(self, batch, logs=None):
+                if batch == args.warmup + args.steps - 1:
+                    tf.profiler.experimental.stop()
+                    profiled["wall"] = time.perf_counter() - profiled["t0"]
+
+        def work_all():
+            km.fit(data, steps_per_epoch=args.warmup + args.steps, epochs=1, verbose=0,
+                   callbacks=[ProfileWindow()])
+            return profiled["wall"]
+    else:
+        import numpy as np
+        from benchmark import make_config as make_infer_config, synthetic_image
+        from mrcnn.model.maskrcnn import MaskRCNN
+        ns = argparse.Namespace(size=args.size, backbone="resnet50", num_classes=91,
+                                proposals=1000, detections=100, seed=0)
+        model = MaskRCNN(mode="inference", config=make_infer_config(ns),
+                         model_dir=tempfile.mkdtemp())
+        image = synthetic_image(args.size, 0)
+
+        def work_all():
+            for _ in range(args.warmup):
+                model.detect([image])
+            t0 = time.perf_counter()
+            tf.profiler.experimental.start(logdir)
+            for _ in range(args.steps):
+                model.detect([image])
+            tf.profiler.experimental.stop()
+            return time.perf_counter() - t0
+
+    wall = work_all() / args.steps
+    traces = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+    top_ops, top_types, op_total = summarize_xspace(traces[0], args.top)
+
+    isa = onednn_isa()
+    print(f"{args.mode} size {args.size} batch {args.batch} threads {args.threads}: "
+          f"{wall:.3f} s per step (profiled), ops total {op_total / args.steps:.3f} s; "
+          f"oneDNN ISA {isa}; {cpu_summary()}")
+    print(f"{'op':60s} {'type':28s} {'s/step':>8s} {'n':>5s}")
+    for name, op_type, t, n in top_ops:
+        print(f"{name[:60]:60s} {op_type[:28]:28s} {t / args.steps:8.3f} {n // args.steps:5d}")
+    print("by op type:")
+    for op_type, t in top_types:
+        print(f"  {op_type:40s} {t / args.steps:8.3f}")
+    result = {"mode": args.mode, "size": args.size, "batch": args.batch,
+              "threads": args.threads, "wall_s": wall, "ops_s": op_total / args.steps,
+              "isa": isa, "cpu": cpu_summary(),
+              "top_ops": [[n, ty, t / args.steps, c // args.steps] for n, ty, t, c in top_ops],
+              "top_types": [[ty, t / args.steps] for ty, t in top_types],
+              "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    line = json.dumps(result)
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            fh.write(line + "\n")
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
