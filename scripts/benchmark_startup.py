@@ -29,7 +29,7 @@ from cpu_info import cpu_summary, onednn_isa, pin_to  # noqa: E402
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="train_128_b8", choices=["train_128_b8", "train_512_b2"])
+    ap.add_argument("--config", default="train_128_b8", help="train_<size>_b<batch>")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pin", default="")
     ap.add_argument("--steps", type=int, default=6, help="steps per train() call")
@@ -46,10 +46,10 @@ def main(argv=None):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
-    from benchmark_train import CONFIGS, make_config, make_dataset
+    from benchmark_train import make_config, make_dataset, parse_config_name
     from mrcnn.model.maskrcnn import MaskRCNN
 
-    size, batch = CONFIGS[args.config]
+    size, batch = parse_config_name(args.config)
     config = make_config(size, batch)
     config.STEPS_PER_EPOCH = args.steps
     config.VALIDATION_STEPS = 0

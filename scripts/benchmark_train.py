@@ -31,16 +31,29 @@ from cpu_info import cpu_summary, onednn_isa, pin_to  # noqa: E402
 CONFIGS = {"train_128_b8": (128, 8), "train_512_b2": (512, 2)}
 
 
+def parse_config_name(name):
+    """``train_<size>_b<batch>`` -> (size, batch); the two peer configs and any other."""
+    parts = name.split("_")
+    if (len(parts) != 3 or parts[0] != "train" or not parts[1].isdigit()
+            or not parts[2].startswith("b") or not parts[2][1:].isdigit()):
+        raise SystemExit(f"unknown config {name!r}: use train_<size>_b<batch>, "
+                         f"e.g. {', '.join(CONFIGS)}")
+    size, batch = int(parts[1]), int(parts[2][1:])
+    if size % 64 or batch < 1:
+        raise SystemExit(f"config {name!r}: size must be a multiple of 64 and batch >= 1")
+    return size, batch
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: " +
-                    ", ".join(CONFIGS))
+    ap.add_argument("--configs", default=",".join(CONFIGS),
+                    help="comma-separated train_<size>_b<batch>; the peer's: " + ", ".join(CONFIGS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pin", default="", help="run on these CPUs only, e.g. 0 or 0,1")
     ap.add_argument("--runs", type=int, default=5, help="timed steps")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--pipeline-batches", type=int, default=20,
-                    help="batches drawn from the input pipeline alone")
+                    help="batches drawn from the input pipeline alone (0: skip)")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--json-out", default="")
     return ap.parse_args(argv)
@@ -112,6 +125,16 @@ def make_dataset(size, count=16, seed=0):
     return ds
 
 
+def _rss_mib():
+    """(current, peak) resident set size of this process in MiB."""
+    current = 0.0
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 1024.0
+    return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def run_child(name, args):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -122,14 +145,19 @@ def run_child(name, args):
                                      pyramid_anchors_for_config)
     from mrcnn.model.maskrcnn import MaskRCNN
 
-    size, batch = CONFIGS[name]
+    # Where the memory goes: (current, peak) RSS after each stage.
+    memory = {"tensorflow imported": _rss_mib()}
+    size, batch = parse_config_name(name)
     config = make_config(size, batch)
     dataset = make_dataset(size)
     anchors_px, anchors = pyramid_anchors_for_config(config)
     tf_data = make_training_dataset(dataset, config, anchors, anchors_px, seed=0)
-    pipeline_bps = measure_pipeline_throughput(tf_data, args.pipeline_batches)
+    pipeline_bps = (measure_pipeline_throughput(tf_data, args.pipeline_batches)
+                    if args.pipeline_batches else float("nan"))
+    memory["dataset + pipeline measured"] = _rss_mib()
 
     model = MaskRCNN(mode="training", config=config, model_dir="/tmp/mrcnn_train_benchmark")
+    memory["training model built"] = _rss_mib()
     model.set_trainable(".*", verbose=0)
     km = model.keras_model
     km.compile(optimizer=keras.optimizers.SGD(learning_rate=config.LEARNING_RATE,
@@ -144,18 +172,23 @@ def run_child(name, args):
         def on_train_batch_end(self, step, logs=None):
             walls.append(time.perf_counter() - self.t0)
             losses.append(float(logs["loss"]))
+            if step == 0:
+                memory["first step done"] = _rss_mib()
 
     km.fit(tf_data, steps_per_epoch=args.warmup + args.runs, epochs=1, verbose=0,
            callbacks=[StepTimer()])
     timed = walls[args.warmup:]
     step_s = statistics.median(timed)
+    memory["all steps done"] = _rss_mib()
     return {
         "name": name, "image": size, "batch": batch, "median_s": step_s, "min_s": min(timed),
         "max_s": max(timed), "walls_s": timed, "losses": losses,
         "pipeline_batches_per_s": pipeline_bps,
         "pipeline_vs_model": pipeline_bps * step_s,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "params": km.count_params(),
+        "params": km.count_params(), "rss_stages_mib": memory,
+        "env": {k: os.environ[k] for k in os.environ
+                if k.startswith(("MALLOC_", "ONEDNN_", "TF_", "OMP_"))},
     }
 
 
@@ -169,8 +202,7 @@ def main(argv=None):
     print(f"oneDNN ISA {isa}; {cpu_summary()}", flush=True)
     results = []
     for name in [c for c in args.configs.split(",") if c]:
-        if name not in CONFIGS:
-            raise SystemExit(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
+        parse_config_name(name)
         cmd = [sys.executable, __file__, "--child", name, "--threads", str(args.threads),
                "--runs", str(args.runs), "--warmup", str(args.warmup),
                "--pipeline-batches", str(args.pipeline_batches)]
@@ -185,6 +217,8 @@ def main(argv=None):
               f"peak RSS {result['peak_rss_mib']:.0f} MiB, pipeline "
               f"{result['pipeline_batches_per_s']:.1f} batches/s = "
               f"{result['pipeline_vs_model']:.1f}x the model's consumption", flush=True)
+        for stage, (current, peak) in result["rss_stages_mib"].items():
+            print(f"  RSS {stage:28s} {current:7.0f} MiB (peak so far {peak:.0f})")
     summary = {"results": results, "threads": args.threads, "tensorflow": None,
                "isa": isa, "cpu": cpu_summary(),
                "python": platform.python_version(), "machine": platform.machine(),

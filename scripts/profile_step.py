@@ -35,7 +35,21 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, default=1, help="profiled steps (or detect calls)")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--json-out", default="")
+    ap.add_argument("--summarize", default="", help="only summarize this *.xplane.pb trace")
     return ap.parse_args(argv)
+
+
+# Ops whose events contain the events of the ops they run (counted there instead).
+_CONTAINERS = {"While", "StatelessWhile", "If", "StatelessIf", "PartitionedCall",
+               "StatefulPartitionedCall", "MapDefun"}
+
+
+def _is_op_event(name):
+    """Whether a host event is one TF op execution, ``scope/op_name:OpType``."""
+    if "::" in name or ":" not in name or " " in name:
+        return False
+    op_type = name.rsplit(":", 1)[1]
+    return bool(op_type) and op_type not in _CONTAINERS and op_type[0].isupper()
 
 
 def summarize_xspace(path, top):
@@ -58,8 +72,8 @@ def summarize_xspace(path, top):
         for line in plane.lines:
             for event in line.events:
                 meta = plane.event_metadata[event.metadata_id]
-                name = meta.display_name or meta.name
-                if ":" not in name or name.startswith(("Iterator", "tf_data")):
+                name = meta.name
+                if not _is_op_event(name):
                     continue
                 totals[name] += event.duration_ps * 1e-12
                 counts[name] += 1
@@ -73,6 +87,14 @@ def summarize_xspace(path, top):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.summarize:
+        top_ops, top_types, total = summarize_xspace(args.summarize, args.top)
+        print(f"ops total {total:.3f} s")
+        for name, op_type, t, n in top_ops:
+            print(f"{name[:90]:90s} {op_type[:26]:26s} {t:8.3f} {n:5d}")
+        for op_type, t in top_types:
+            print(f"  {op_type:40s} {t:8.3f}")
+        return 0
     from cpu_info import cpu_summary, onednn_isa, pin_to
     pin_to(args.pin)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -137,6 +159,7 @@ def main(argv=None):
     wall = work_all() / args.steps
     traces = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
     top_ops, top_types, op_total = summarize_xspace(traces[0], args.top)
+    print(f"trace: {traces[0]}")
 
     isa = onednn_isa()
     print(f"{args.mode} size {args.size} batch {args.batch} threads {args.threads}: "
