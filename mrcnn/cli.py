@@ -11,7 +11,8 @@ import os
 from mrcnn.model.pretrained import resolve_coco_weights
 
 __all__ = ["CLASS_SPECIFIC_LAYERS", "add_weights_argument", "resolve_weights_path",
-           "load_weights_spec", "require_dataset_dir"]
+           "load_weights_spec", "require_dataset_dir", "parse_config_overrides", "load_object",
+           "load_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,3 +86,46 @@ def parse_config_overrides(items):
             raise ValueError(f"{item!r}: the value is not JSON ({exc.msg}); strings need "
                              f"quotes, e.g. NAME='\"value\"'") from None
     return overrides
+
+
+def load_object(spec):
+    """The object ``spec`` names: ``"package.module:NAME"`` or ``"path/to/file.py:NAME"``.
+
+    Raises ValueError (malformed spec, missing name) or ImportError/FileNotFoundError naming it.
+    """
+    import importlib
+    import importlib.util
+
+    module_name, sep, name = str(spec).rpartition(":")
+    if not sep or not module_name or not name.isidentifier():
+        raise ValueError(f"expected MODULE:NAME or FILE.py:NAME, got {spec!r} "
+                         "(e.g. samples.shapes.shapes:ShapesCPUInferenceConfig)")
+    if module_name.endswith(".py"):
+        if not os.path.isfile(module_name):
+            raise FileNotFoundError(f"{spec!r}: no such file: {module_name}")
+        key = "_mrcnn_cli_" + os.path.splitext(os.path.basename(module_name))[0]
+        module_spec = importlib.util.spec_from_file_location(key, module_name)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    if not hasattr(module, name):
+        raise ValueError(f"{spec!r}: module {module_name} has no attribute {name!r}")
+    return getattr(module, name)
+
+
+def load_config(spec, overrides=None, images_per_batch=1):
+    """An inference Config instance from a ``"MODULE:CLASS"`` spec (see :func:`load_object`).
+
+    The class is subclassed with ``overrides`` (``{NAME: value}``, e.g. from
+    :func:`parse_config_overrides`) and ``GPU_COUNT = 1``, ``IMAGES_PER_GPU =
+    images_per_batch``, so that the derived values (BATCH_SIZE, IMAGE_SHAPE) follow them.
+    """
+    from mrcnn.config import Config
+
+    cls = load_object(spec)
+    if not (isinstance(cls, type) and issubclass(cls, Config)):
+        raise ValueError(f"{spec!r} is not a subclass of mrcnn.config.Config: {cls!r}")
+    attrs = dict(overrides or {})
+    attrs.update(GPU_COUNT=1, IMAGES_PER_GPU=int(images_per_batch))
+    return type(cls.__name__, (cls,), attrs)()

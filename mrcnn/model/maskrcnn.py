@@ -234,6 +234,11 @@ class MaskRCNN:
                             "masks": full_masks})
         return results
 
+    def export(self, export_dir, format="tf_saved_model"):
+        """Write a self-contained SavedModel with serving signatures (docs/deploy.md)."""
+        from mrcnn.export import export_model
+        return export_model(self, export_dir, format=format)
+
     # -------------------------------------------------------------- training
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,

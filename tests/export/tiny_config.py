@@ -1,0 +1,62 @@
+"""A tiny inference config for the deployment tests: a 5-conv backbone, 64 x 64 images.
+
+Loaded by path (``tests/export/tiny_config.py:TinyExportConfig``) by the export and predict CLIs.
+"""
+import keras
+import numpy as np
+
+from mrcnn.config import Config
+
+__all__ = ["TinyExportConfig", "tiny_backbone", "tiny_backbone_shapes", "make_confident"]
+
+
+def tiny_backbone(input_image, stage5=True, train_bn=None):
+    """C1..C5 at strides 2, 4, 8, 16, 32 from one strided 3x3 conv each (a few thousand weights)."""
+    x = input_image
+    outputs = []
+    for i, filters in enumerate((8, 8, 16, 16, 16)):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu",
+                                name=f"tiny_c{i + 1}")(x)
+        outputs.append(x)
+    return outputs
+
+
+def tiny_backbone_shapes(image_shape):
+    return np.array([[int(np.ceil(image_shape[0] / s)), int(np.ceil(image_shape[1] / s))]
+                     for s in (4, 8, 16, 32, 64)])
+
+
+class TinyExportConfig(Config):
+    NAME = "tinyexport"
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 1
+    NUM_CLASSES = 4
+    BACKBONE = tiny_backbone
+    COMPUTE_BACKBONE_SHAPE = tiny_backbone_shapes
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+    RPN_ANCHOR_SCALES = (8, 16, 24, 32, 48)
+    TOP_DOWN_PYRAMID_SIZE = 16
+    FPN_CLASSIF_FC_LAYERS_SIZE = 32
+    POST_NMS_ROIS_INFERENCE = 32
+    PRE_NMS_LIMIT = 200
+    DETECTION_MAX_INSTANCES = 8
+    # Random weights score about 1 / NUM_CLASSES: keep every detection so lists are not empty.
+    DETECTION_MIN_CONFIDENCE = 0.0
+    DETECTION_NMS_THRESHOLD = 0.3
+
+
+def make_confident(model, seed=0):
+    """Deterministic weights whose outputs are far from decision boundaries.
+
+    A randomly initialised model predicts mask probabilities near 0.5 and nearly equal class
+    scores, where the last float bit decides a pixel or the order of two detections; scaling the
+    final mask and class layers makes its predictions as decisive as a trained model's, so that
+    comparisons between two implementations test the implementations, not rounding.
+    """
+    keras.utils.set_random_seed(seed)
+    for name, factor in (("mrcnn_mask", 20.0), ("mrcnn_class_logits", 1.0)):
+        layer = model.keras_model.get_layer(name)
+        weights = layer.get_weights()
+        layer.set_weights([weights[0] * factor] + weights[1:])
+    return model
