@@ -19,6 +19,7 @@ reads a ``Config``; layers and functions take explicit arguments.
 """
 import inspect
 import numbers
+import re
 import types
 
 import numpy as np
@@ -42,6 +43,16 @@ _POSITIVE_COUNTS = (
 )
 # The backbone downsamples by 2**6 (P6), so molded image sides must divide by 64.
 _SIDE_MULTIPLE = 2 ** 6
+# NAME becomes a folder and a file-name part; find_last() parses it back with [\w-]+.
+_NAME_RE = re.compile(r"[\w-]+")
+# (field, low, high, low open, high open) of the real-valued fields.
+_REAL_RANGES = (
+    ("LEARNING_RATE", 0.0, 1.0, True, False),
+    ("LEARNING_MOMENTUM", 0.0, 1.0, False, True),
+    ("WEIGHT_DECAY", 0.0, 1.0, False, True),
+    ("RPN_NMS_THRESHOLD", 0.0, 1.0, True, False),
+    ("DETECTION_NMS_THRESHOLD", 0.0, 1.0, True, False),
+)
 
 
 class Config:
@@ -286,6 +297,67 @@ class Config:
             value = getattr(self, name)
             if np.ndim(value) != 1 or len(value) != length:
                 raise ValueError(f"Config.{name} must have {length} values, got {value!r}")
+        self._validate_ranges()
+
+    def _validate_ranges(self):
+        """Types and ranges of the optimiser, NMS, anchor, mask and naming fields.
+
+        All of these used to pass Config and fail later (inside Keras, at the first step or at
+        the first checkpoint), or be accepted as nonsense; see docs/reliability.md.
+        """
+        name = self.NAME
+        if name is not None and (not isinstance(name, str) or not _NAME_RE.fullmatch(name)):
+            raise ValueError(
+                f"Config.NAME must be None or a folder-name-safe string of letters, digits, '_' "
+                f"and '-' (it names the run folder and the checkpoint files), got {name!r}")
+        for field, low, high, low_open, high_open in _REAL_RANGES:
+            value = getattr(self, field)
+            if not _is_real(value) or not np.isfinite(value) or not (
+                    (low < value if low_open else low <= value)
+                    and (value < high if high_open else value <= high)):
+                interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+                raise ValueError(f"Config.{field} must be a number in {interval}, got {value!r}")
+        clip = self.GRADIENT_CLIP_NORM
+        if clip is not None and (not _is_real(clip) or not np.isfinite(clip) or clip <= 0):
+            raise ValueError(f"Config.GRADIENT_CLIP_NORM must be None or a number > 0, "
+                             f"got {clip!r}")
+        for field in ("RPN_ANCHOR_RATIOS", "RPN_ANCHOR_SCALES", "BACKBONE_STRIDES",
+                      "RPN_BBOX_STD_DEV", "BBOX_STD_DEV"):
+            value = getattr(self, field)
+            values = list(np.ravel(value)) if np.ndim(value) else [value]
+            if not values or not all(_is_real(v) and np.isfinite(v) and v > 0 for v in values):
+                raise ValueError(f"Config.{field} must be a non-empty sequence of numbers > 0, "
+                                 f"got {value!r}")
+        for field in ("RPN_ANCHOR_STRIDE", "POOL_SIZE", "MASK_POOL_SIZE"):
+            value = getattr(self, field)
+            if not _is_int(value) or value <= 0:
+                raise ValueError(f"Config.{field} must be a positive integer, got {value!r}")
+        for field in ("MASK_SHAPE", "MINI_MASK_SHAPE"):
+            value = getattr(self, field)
+            if not all(_is_int(v) and v > 0 for v in value):
+                raise ValueError(f"Config.{field} must be two positive integers, got {value!r}")
+        # The default mask head upsamples its MASK_POOL_SIZE features once (x2).
+        if [int(v) for v in self.MASK_SHAPE] != [2 * self.MASK_POOL_SIZE] * 2:
+            raise ValueError(
+                f"Config.MASK_SHAPE must be [2 * MASK_POOL_SIZE, 2 * MASK_POOL_SIZE] = "
+                f"{[2 * self.MASK_POOL_SIZE] * 2} with the default mask head (MASK_POOL_SIZE = "
+                f"{self.MASK_POOL_SIZE}), got {self.MASK_SHAPE!r}")
+        if self.IMAGE_MIN_SCALE is not None and (
+                not _is_real(self.IMAGE_MIN_SCALE) or self.IMAGE_MIN_SCALE < 0):
+            raise ValueError(f"Config.IMAGE_MIN_SCALE must be a number >= 0, "
+                             f"got {self.IMAGE_MIN_SCALE!r}")
+        for loss, weight in self.LOSS_WEIGHTS.items():
+            if not _is_real(weight) or not np.isfinite(weight) or weight < 0:
+                raise ValueError(f"Config.LOSS_WEIGHTS[{loss!r}] must be a number >= 0, "
+                                 f"got {weight!r}")
+        if not isinstance(self.USE_MINI_MASK, (bool, np.bool_)):
+            raise ValueError(f"Config.USE_MINI_MASK must be True or False, "
+                             f"got {self.USE_MINI_MASK!r}")
+        if self.USE_RPN_ROIS is not True:
+            raise ValueError(
+                f"Config.USE_RPN_ROIS = {self.USE_RPN_ROIS!r} is not supported: train() feeds "
+                "no 'input_roi' input (the classic random-ROI generator was not ported); only "
+                "True (ROIs from the RPN) is allowed")
 
     def _check_side(self, name, why):
         value = getattr(self, name)

@@ -32,6 +32,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from mrcnn.data.dataset import Dataset
+from mrcnn.data.validation import check_coco_annotation_fields
 
 __all__ = ["CocoDataset", "CocoFormatError", "read_coco_json", "validate_coco_dict",
            "build_coco_results"]
@@ -189,6 +190,7 @@ def validate_coco_dict(data, where="COCO annotations"):
             continue
         height, width = image_sizes[ann["image_id"]]
         _check_segmentation(ann.get("segmentation"), ann, height, width, where)
+        check_coco_annotation_fields(ann, height, width, where)
     if bad_image:
         raise CocoFormatError(f"{where}: {_first_and_count(bad_image)}")
     if bad_category:

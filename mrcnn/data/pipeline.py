@@ -31,6 +31,7 @@ from mrcnn.data.augment import make_augmenter
 from mrcnn.data.image_meta import compose_image_meta, mold_image
 from mrcnn.data.rpn_targets import build_rpn_targets
 from mrcnn.data.transforms import resize_image, resize_mask
+from mrcnn.data.validation import check_class_ids, check_dataset_image
 from mrcnn.ops.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.ops.boxes import norm_boxes
 from mrcnn.ops.masks import extract_bboxes, minimize_mask
@@ -129,9 +130,11 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
         raise ValueError(f"load_image_gt: dataset has {dataset.num_classes} classes (BG included) "
                          f"but config.NUM_CLASSES is {num_classes}; they must be equal")
 
-    image = np.asarray(dataset.load_image(image_id))
+    image = check_dataset_image(dataset, image_id, dataset.load_image(image_id),
+                                _image_label(dataset, image_id), config.IMAGE_CHANNEL_COUNT)
     mask, class_ids = dataset.load_mask(image_id)
     mask, class_ids = _checked_masks(dataset, image_id, image, mask, class_ids)
+    check_class_ids(class_ids, num_classes, _image_label(dataset, image_id))
     original_shape = image.shape
 
     image, window, scale, padding, crop = resize_image(
