@@ -1,8 +1,10 @@
 """Command-line helpers shared by the samples: ``--weights`` resolution and dataset checks.
 
 Every sample accepts ``--weights`` (or ``--model``) as a path, ``last``, ``imagenet``, ``coco`` or
-``none``; :func:`load_weights_spec` turns that into a loaded model with the classic rules (COCO
-weights skip the class-dependent layers, ImageNet weights load by name).
+``none``; :func:`load_weights_spec` turns that into a loaded model with one rule for every sample:
+COCO weights skip the class-dependent layers only when the class count differs from COCO's 81,
+everything else loads by name. :func:`default_layers` picks what to train: all layers when there
+are no pretrained weights (``none``), else the sample's preset.
 """
 import json
 import logging
@@ -10,14 +12,36 @@ import os
 
 from mrcnn.model.pretrained import resolve_coco_weights
 
-__all__ = ["CLASS_SPECIFIC_LAYERS", "add_weights_argument", "resolve_weights_path",
-           "load_weights_spec", "require_dataset_dir", "parse_config_overrides", "load_object",
-           "load_config"]
+__all__ = ["CLASS_SPECIFIC_LAYERS", "COCO_NUM_CLASSES", "add_weights_argument",
+           "resolve_weights_path", "load_weights_spec", "require_dataset_dir",
+           "parse_config_overrides", "load_object", "load_config", "starts_from_scratch",
+           "default_layers", "weights_exclude"]
 
 logger = logging.getLogger(__name__)
 
 #: Layers whose shapes depend on NUM_CLASSES: skipped when starting from COCO weights.
 CLASS_SPECIFIC_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+#: Classes of the classic ``mask_rcnn_coco.h5`` (80 + background).
+COCO_NUM_CLASSES = 81
+
+
+def starts_from_scratch(spec):
+    """True for ``--weights none`` (or no weights): nothing pretrained is loaded."""
+    return spec is None or str(spec).lower() in ("none", "")
+
+
+def default_layers(spec, preset="heads"):
+    """What to train: ``"all"`` without pretrained weights (a random frozen backbone learns
+    nothing), else ``preset`` (the sample's classic choice)."""
+    return "all" if starts_from_scratch(spec) else preset
+
+
+def weights_exclude(spec, num_classes):
+    """Layers to skip when loading ``spec``: the class-specific heads for ``coco`` weights when
+    ``num_classes`` differs from COCO's 81 (they would not fit), else none."""
+    if str(spec).lower() == "coco" and int(num_classes) != COCO_NUM_CLASSES:
+        return list(CLASS_SPECIFIC_LAYERS)
+    return None
 
 
 def add_weights_argument(parser, *names, default=None):
@@ -49,14 +73,18 @@ def resolve_weights_path(model, spec):
 def load_weights_spec(model, spec):
     """Load the weights ``spec`` names into ``model``; returns the path (None if nothing loaded).
 
-    COCO weights skip the class-dependent layers (the classic fine-tuning recipe), ImageNet
-    weights load by name (only the backbone matches), anything else loads by name too.
+    COCO weights skip the class-dependent layers when the class count differs from COCO's
+    (:func:`weights_exclude`), ImageNet weights load by name (only the backbone matches),
+    anything else loads by name too.
     """
     path = resolve_weights_path(model, spec)
     if path is None:
-        logger.info("Starting from random initialisation")
+        logger.info("Starting from random initialisation: all layers train")
         return None
-    exclude = CLASS_SPECIFIC_LAYERS if str(spec).lower() == "coco" else None
+    exclude = weights_exclude(spec, model.config.NUM_CLASSES)
+    if exclude and model.mode == "inference":
+        logger.warning("COCO weights have %d classes, the config %d: the class-dependent heads "
+                       "stay untrained", COCO_NUM_CLASSES, model.config.NUM_CLASSES)
     logger.info("Loading weights %s", path)
     model.load_weights(path, by_name=True, exclude=exclude)
     return path

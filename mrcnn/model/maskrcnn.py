@@ -4,7 +4,6 @@ It keeps the classic API (``MaskRCNN(mode, config, model_dir)``, ``detect``, ``l
 ``train``, ``find_last``, ``run_graph`` ...) on top of the batched layers of this package.
 Graph construction lives in :mod:`mrcnn.model.graph`; training in :mod:`mrcnn.model.training`.
 """
-import datetime
 import logging
 import os
 import re
@@ -13,7 +12,10 @@ import numpy as np
 
 from mrcnn.data.image_meta import compose_image_meta, mold_image
 from mrcnn.data.transforms import resize_image
+from mrcnn.data.validation import check_detect_images
 from mrcnn.model import weights_io
+from mrcnn.model.checkpoints import (claim_run_dir, find_last_checkpoint, parse_checkpoint_path,
+                                     remove_stale_temp_files, run_dir_name)
 from mrcnn.model.graph import build_inference_model
 from mrcnn.model.inspect import compute_backbone_shapes
 from mrcnn.ops.anchors import generate_pyramid_anchors
@@ -28,10 +30,6 @@ IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
                         + IMAGENET_WEIGHTS_FILE)
 
-# Checkpoint file names as the classic package writes them: <model_dir>/<name><YYYYMMDDTHHMM>/
-# mask_rcnn_<name>_<epoch:04d>.h5 (epoch 1-based in the file name).
-_CHECKPOINT_RE = re.compile(
-    r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
 
 
 class MaskRCNN:
@@ -190,6 +188,7 @@ class MaskRCNN:
         """
         if self.mode != "inference":
             raise RuntimeError("detect() needs a MaskRCNN built with mode='inference'")
+        images = check_detect_images(images, self.config.IMAGE_CHANNEL_COUNT)
         if verbose:
             logger.info("Processing %d images", len(images))
         results = []
@@ -283,7 +282,10 @@ class MaskRCNN:
             if exclude:
                 raise ValueError("exclude= is only supported for classic .h5 files, not for "
                                  f"Keras 3 .weights.h5 files ({filepath})")
-            self.keras_model.load_weights(filepath)
+            try:
+                self.keras_model.load_weights(filepath)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"Cannot load Keras 3 weights file {filepath!r}: {exc}") from exc
             report = None
         else:
             report = weights_io.load_classic_weights(self.keras_model, filepath,
@@ -314,40 +316,49 @@ class MaskRCNN:
 
     # ------------------------------------------------------- logs and epochs
     def set_log_dir(self, model_path=None):
-        """Set ``log_dir``, ``checkpoint_path`` and ``epoch`` (resuming from a checkpoint name)."""
+        """Set ``log_dir``, ``checkpoint_path`` and ``epoch`` (resuming from a checkpoint name).
+
+        A fresh run gets ``<model_dir>/<name><YYYYMMDDTHHMMSS>``, made unique (``_2``, ...) when
+        training creates it (:meth:`prepare_log_dir`); a checkpoint path in the classic layout
+        (minutes or seconds) resumes in its run folder under ``model_dir`` at its epoch.
+        """
         self.epoch = 0
-        now = datetime.datetime.now()
-        if model_path:
-            match = _CHECKPOINT_RE.match(os.fspath(model_path))
-            if match:
-                now = datetime.datetime(*(int(match.group(i)) for i in range(1, 6)))
-                # File names count epochs from 1, Keras from 0: the next epoch to run is the
-                # number in the file name.
-                self.epoch = int(match.group(6))
-                logger.info("Re-starting from epoch %d", self.epoch)
+        self._log_dir_ready = False
         name = (self.config.NAME or "mrcnn").lower()
-        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
+        parsed = parse_checkpoint_path(model_path) if model_path else None
+        if parsed:
+            folder, self.epoch = parsed
+            self._log_dir_ready = True
+            logger.info("Re-starting from epoch %d", self.epoch)
+        else:
+            folder = run_dir_name(name)
+        self.log_dir = os.path.join(self.model_dir, folder)
         self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
 
-    def find_last(self):
-        """Path of the newest checkpoint of the newest run of this config's NAME under model_dir.
+    def prepare_log_dir(self):
+        """Create the run folder before training writes to it (called by ``train``).
 
-        Unlike the classic code, a newest run folder without checkpoints (a run that crashed
-        before its first epoch ended) is passed over for the newest one that has some.
+        Removes temp files left by interrupted checkpoint writes of earlier runs; a fresh run
+        claims a folder no other run has (see :mod:`mrcnn.model.checkpoints`).
         """
-        key = (self.config.NAME or "mrcnn").lower()
-        if not os.path.isdir(self.model_dir):
-            raise FileNotFoundError(f"Could not find model directory {self.model_dir}")
-        run_dirs = sorted(d for d in next(os.walk(self.model_dir))[1] if d.startswith(key))
-        for run_dir in reversed(run_dirs):
-            folder = os.path.join(self.model_dir, run_dir)
-            checkpoints = sorted(f for f in next(os.walk(folder))[2]
-                                 if f.startswith("mask_rcnn") and f.endswith(".h5"))
-            if checkpoints:
-                return os.path.join(folder, checkpoints[-1])
-        raise FileNotFoundError(
-            f"Could not find a checkpoint of '{key}' under {self.model_dir}: expected "
-            f"{key}YYYYMMDDTHHMM/mask_rcnn_{key}_NNNN.h5")
+        name = (self.config.NAME or "mrcnn").lower()
+        remove_stale_temp_files(self.model_dir, name)
+        if self._log_dir_ready:
+            os.makedirs(self.log_dir, exist_ok=True)
+            return self.log_dir
+        self.log_dir = claim_run_dir(self.model_dir, self.log_dir)
+        self.checkpoint_path = os.path.join(self.log_dir, os.path.basename(self.checkpoint_path))
+        self._log_dir_ready = True
+        return self.log_dir
+
+    def find_last(self):
+        """Path of the newest loadable checkpoint of this config's NAME under model_dir.
+
+        Unlike the classic code, run folders without checkpoints, checkpoints that cannot be read
+        whole (truncated, checksum mismatch) and checkpoints holding NaN / infinite weights are
+        passed over (with a warning) for the newest one that loads.
+        """
+        return find_last_checkpoint(self.model_dir, (self.config.NAME or "mrcnn").lower())
 
     # ------------------------------------------------------------ trainable
     def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from mrcnn.data.image_meta import parse_image_meta_graph
 from mrcnn.model.graph import build_feature_pyramid, build_heads, build_mask_head, model_inputs
+from mrcnn.model.guards import NonFiniteLossGuard, check_train_arguments
 from mrcnn.model.losses import (LOSS_NAMES, MrcnnBboxLoss, MrcnnClassLoss, MrcnnMaskLoss,
                                 RpnBboxLoss, RpnClassLoss)
 from mrcnn.model.proposal import ProposalLayer
@@ -187,7 +188,7 @@ class ClassicCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         path = self.checkpoint_path.format(epoch=epoch + 1)
-        save_classic_weights(self.model, path)
+        save_classic_weights(self.model, path, require_finite=True)
         logger.info("Saved checkpoint %s", path)
 
 
@@ -244,6 +245,8 @@ def train(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers
     config = mrcnn_model.config
     if mrcnn_model.mode != "training":
         raise RuntimeError("train() needs a MaskRCNN built with mode='training'")
+    check_train_arguments(mrcnn_model.keras_model, learning_rate, epochs, layers,
+                          resolve_layer_regex(layers))
     image_shape = tuple(int(d) for d in config.IMAGE_SHAPE[:2])
     anchors_pixels = generate_pyramid_anchors(
         config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
@@ -260,8 +263,9 @@ def train(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers
         val_ds = make_training_dataset(val_dataset, config, anchors_normalized, anchors_pixels,
                                        shuffle=True, seed=seed + 1)
 
-    os.makedirs(mrcnn_model.log_dir, exist_ok=True)
-    callbacks = [keras.callbacks.TensorBoard(log_dir=mrcnn_model.log_dir, histogram_freq=0,
+    mrcnn_model.prepare_log_dir()
+    callbacks = [NonFiniteLossGuard(),
+                 keras.callbacks.TensorBoard(log_dir=mrcnn_model.log_dir, histogram_freq=0,
                                              write_graph=False),
                  ClassicCheckpoint(mrcnn_model.checkpoint_path)]
     callbacks += list(custom_callbacks or [])

@@ -34,6 +34,13 @@ __all__ = [
     "load_classic_weights",
     "save_classic_weights",
     "read_classic_weight_index",
+    "NonFiniteWeightsWarning",
+    "NonFiniteWeightsError",
+    "CHECKSUM_ATTR",
+    "NONFINITE_ATTR",
+    "inspect_weights_file",
+    "temp_file_name",
+    "TEMP_FILE_RE",
 ]
 
 logger = logging.getLogger(__name__)
@@ -41,6 +48,32 @@ logger = logging.getLogger(__name__)
 # Keras 2 split attributes larger than the HDF5 object-header limit into name0, name1, ...
 _HDF5_ATTR_LIMIT = 64512
 _KERAS_VERSION_TAG = "2.x-compatible (mrcnn)"
+#: Root attribute holding the sha256 of every weight (names, dtypes, shapes, bytes, file order),
+#: written by :func:`save_classic_weights` and verified by :func:`load_classic_weights`.
+CHECKSUM_ATTR = "mrcnn_weights_sha256"
+#: Root attribute holding the number of NaN / infinite weight values at save time.
+NONFINITE_ATTR = "mrcnn_nonfinite_values"
+
+
+class NonFiniteWeightsWarning(UserWarning):
+    """A weights file holds NaN or infinite values (the model will detect nothing useful)."""
+
+
+class NonFiniteWeightsError(FloatingPointError):
+    """Refused to write a checkpoint whose weights hold NaN or infinite values."""
+
+
+def _digest_update(digest, group, weight_name, value):
+    value = np.ascontiguousarray(value)
+    digest.update(f"{group}/{weight_name}|{value.dtype.str}|{value.shape}".encode("utf8"))
+    digest.update(value.tobytes())
+
+
+def _count_nonfinite(value):
+    value = np.asarray(value)
+    if not np.issubdtype(value.dtype, np.floating):
+        return 0
+    return int(value.size - np.count_nonzero(np.isfinite(value)))
 
 
 @dataclasses.dataclass
@@ -119,7 +152,11 @@ def _open_classic(path):
                 f"{path!r} is a zip archive (a Keras 3 .keras model file?), not a classic Keras .h5 "
                 "weights file; load it with keras.saving.load_model or keras_model.load_weights")
         raise ValueError(f"{path!r} is not an HDF5 file, so not a classic Keras .h5 weights file")
-    f = h5py.File(path, "r")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"Cannot open weights file {path!r}: it is truncated or corrupt "
+                         f"(HDF5: {exc})") from None
     try:
         for root in (f, f.get("model_weights")):
             if root is not None and _read_name_list(root, "layer_names") is not None:
@@ -284,6 +321,59 @@ def _assign(variable, value):
     variable.assign(value)
 
 
+def _read_and_verify(path, f, file_layers):
+    """{dataset.name: value} of every weight; checks the stored checksum when there is one.
+
+    Raises ValueError naming ``path`` when a dataset cannot be read (truncated file) or the
+    checksum differs (the file changed after our save wrote it). Classic files carry no checksum
+    and are read as before.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    values = {}
+    try:
+        for group, entries in file_layers:
+            for weight_name, dataset in entries:
+                value = dataset[()]
+                values[dataset.name] = value
+                _digest_update(digest, group, weight_name, value)
+        stored = f.attrs.get(CHECKSUM_ATTR)
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise ValueError(f"Cannot read the weights in {path!r}: the file is truncated or corrupt "
+                         f"({type(exc).__name__}: {exc})") from None
+    if stored is not None:
+        stored = _decode(stored)
+        if stored != digest.hexdigest():
+            raise ValueError(
+                f"Weights file {path!r} is corrupted: its weights do not match the checksum "
+                f"stored when it was written ({CHECKSUM_ATTR} {stored[:16]}..., computed "
+                f"{digest.hexdigest()[:16]}...); refusing to load it")
+    return values
+
+
+def inspect_weights_file(filepath):
+    """Whether a weights file can be loaded whole; never raises for a bad file.
+
+    Returns:
+        ``(ok: bool, reason: str)``: ``ok`` False for a file that cannot be opened or read, whose
+        checksum differs, or that holds NaN / infinite values (read from the marker written at
+        save time, or counted in files without one); ``reason`` says which.
+    """
+    path = os.fspath(filepath)
+    try:
+        f, root = _open_classic(path)
+        with f:
+            marker = f.attrs.get(NONFINITE_ATTR)
+            values = _read_and_verify(path, f, _file_layers(path, root))
+    except (OSError, ValueError) as exc:
+        return False, str(exc)
+    bad = int(marker) if marker is not None else sum(_count_nonfinite(v) for v in values.values())
+    if bad:
+        return False, f"{path!r} holds {bad} NaN or infinite weight value(s)"
+    return True, "ok"
+
+
 # ----------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------
@@ -332,6 +422,7 @@ def load_classic_weights(keras_model, filepath, by_name=False, exclude=None, ski
     f, root = _open_classic(path)
     with f:
         file_layers = _file_layers(path, root)
+        values = _read_and_verify(path, f, file_layers)
         file_with_weights = [(name, entries) for name, entries in file_layers if entries]
         if by_name:
             _warn_unknown_excludes(keras_model, exclude, {name for name, _ in file_layers})
@@ -379,10 +470,19 @@ def load_classic_weights(keras_model, filepath, by_name=False, exclude=None, ski
                           f"{path!r}:\n  {details}", UserWarning, stacklevel=2)
             report.skipped.extend(bad_layers)
 
+        nonfinite = []
         for layer_name, pairs in assignments:
-            for variable, _, _, dataset in pairs:
-                _assign(variable, dataset[()])
+            for variable, _, file_name, dataset in pairs:
+                value = values[dataset.name]
+                if _count_nonfinite(value):
+                    nonfinite.append(f"{layer_name}/{file_name}")
+                _assign(variable, value)
             report.loaded.append(layer_name)
+    if nonfinite:
+        warnings.warn(f"Weights file {path!r} holds NaN or infinite values in {len(nonfinite)} "
+                      f"weight(s), e.g. {nonfinite[:3]}; the model will not detect anything "
+                      "useful (a diverged training run?). Use an earlier checkpoint.",
+                      NonFiniteWeightsWarning, stacklevel=2)
 
     logger.info("Loaded weights of %d layers from %s (%d skipped, %d without weights in the file)",
                 len(report.loaded), path, len(report.skipped), len(report.missing))
@@ -410,7 +510,7 @@ def _warn_unknown_excludes(keras_model, exclude, file_names):
                           UserWarning, stacklevel=3)
 
 
-def save_classic_weights(keras_model, filepath):
+def save_classic_weights(keras_model, filepath, require_finite=False):
     """Write the weights of ``keras_model`` in the classic Keras-2 ``.h5`` layout, atomically.
 
     ``layer_names`` lists every top-level layer in ``keras_model.layers`` order (weightless ones
@@ -420,13 +520,24 @@ def save_classic_weights(keras_model, filepath):
     ``os.replace``: a crash never leaves a half-written file under ``filepath``, and an existing
     file there stays intact until the new one is complete.
 
+    The root attributes :data:`CHECKSUM_ATTR` (sha256 of the weights) and :data:`NONFINITE_ATTR`
+    (count of NaN / infinite values) let :func:`load_classic_weights` detect a corrupted file
+    and ``find_last`` pass over a diverged checkpoint; classic readers ignore them.
+
     Args:
         keras_model: a built ``keras.Model``.
         filepath: ``str`` or path-like target; its folder must exist.
+        require_finite: if True, raise :class:`NonFiniteWeightsError` (nothing written) when a
+            weight holds NaN or infinite values (training checkpoints use this).
 
     Returns:
         ``filepath`` as str.
+
+    Raises:
+        OSError naming the file and its folder when the write fails (full disk, read-only
+        folder); the previous file at ``filepath`` is then untouched.
     """
+    import hashlib
     import h5py
     import keras
 
@@ -437,7 +548,8 @@ def save_classic_weights(keras_model, filepath):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Cannot save weights to {path!r}: folder {folder!r} does not exist")
-    tmp_path = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    tmp_path = os.path.join(folder, temp_file_name(path))
+    digest, nonfinite = hashlib.sha256(), 0
     try:
         with h5py.File(tmp_path, "x") as f:
             f.attrs["backend"] = "tensorflow"
@@ -451,13 +563,43 @@ def save_classic_weights(keras_model, filepath):
                     while name in names:  # Keras 2 uniquified repeated variable names likewise
                         name, k = f"{inner}/{var}_{k}:0", k + 1
                     names.append(name)
-                    group.create_dataset(name, data=keras.ops.convert_to_numpy(variable))
+                    value = keras.ops.convert_to_numpy(variable)
+                    nonfinite += _count_nonfinite(value)
+                    _digest_update(digest, layer.name, name, value)
+                    group.create_dataset(name, data=value)
                 _write_name_list(group, "weight_names", names)
+            if require_finite and nonfinite:
+                raise NonFiniteWeightsError(
+                    f"Not writing {path!r}: {nonfinite} weight value(s) are NaN or infinite "
+                    "(training diverged)")
+            f.attrs[CHECKSUM_ATTR] = digest.hexdigest()
+            f.attrs[NONFINITE_ATTR] = nonfinite
         os.replace(tmp_path, path)
+    except OSError as exc:
+        _remove_quietly(tmp_path)
+        raise OSError(exc.errno, f"Cannot write weights file {path!r} into folder {folder!r} "
+                      f"({exc}); a full disk or a read-only folder? An existing file of that "
+                      "name is untouched") from exc
     except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+        _remove_quietly(tmp_path)
         raise
     logger.info("Saved weights of %d layers to %s",
                 sum(1 for layer in keras_model.layers if layer.weights), path)
     return path
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+#: Pattern of the temporary files of :func:`save_classic_weights`: ``.<name>.<pid>-<hex>.tmp``.
+TEMP_FILE_RE = re.compile(r"^\.(?P<target>.+)\.(?:(?P<pid>\d+)-)?[0-9a-f]{32}\.tmp$")
+
+
+def temp_file_name(path):
+    """Name of the temporary file a save of ``path`` writes first (it carries the writer's pid,
+    so that a later start can tell an interrupted write from one in progress)."""
+    return f".{os.path.basename(path)}.{os.getpid()}-{uuid.uuid4().hex}.tmp"

@@ -398,13 +398,16 @@ def build_parser():
     parser.add_argument("--image", metavar="PATH", help="splash: image to colour-splash")
     parser.add_argument("--video", metavar="PATH", help="splash: video to colour-splash")
     parser.add_argument("--epochs", type=int, default=30, help="train: epoch to stop at")
+    parser.add_argument("--layers", default=None,
+                        help="train: heads, 3+, 4+, 5+, all or a regex (default: 'all' with "
+                             "--weights none, else 'heads')")
     parser.add_argument("--output", default=".", metavar="DIR", help="splash: output folder")
     return parser
 
 
 def main(argv=None):
     """Run the command line; returns the History (train) or the written file (splash)."""
-    from mrcnn.cli import load_weights_spec, require_dataset_dir
+    from mrcnn.cli import default_layers, load_weights_spec, require_dataset_dir
     from mrcnn.model.maskrcnn import MaskRCNN
 
     parser = build_parser()
@@ -422,7 +425,8 @@ def main(argv=None):
         config.display()
         model = MaskRCNN(mode="training", config=config, model_dir=args.logs)
         load_weights_spec(model, args.weights)
-        return train_balloon(model, args.dataset, epochs=args.epochs)
+        return train_balloon(model, args.dataset, epochs=args.epochs,
+                             layers=args.layers or default_layers(args.weights))
     config = BalloonInferenceConfig()
     config.display()
     model = MaskRCNN(mode="inference", config=config, model_dir=args.logs)

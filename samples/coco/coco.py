@@ -35,8 +35,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mrcnn.cli import CLASS_SPECIFIC_LAYERS, add_weights_argument, require_dataset_dir, \
-    resolve_weights_path
+from mrcnn.cli import add_weights_argument, default_layers, load_weights_spec, \
+    require_dataset_dir
 from mrcnn.config import Config
 from mrcnn.data.coco import CocoDataset as _CocoDatasetBase
 from mrcnn.data.coco import build_coco_results, read_coco_json, validate_coco_dict
@@ -225,7 +225,7 @@ def classic_schedule(learning_rate, epochs=(40, 120, 160)):
             TrainingStage("all", int(epochs[2]), learning_rate / 10)]
 
 
-def build_schedule(learning_rate, epochs=None, layers=None):
+def build_schedule(learning_rate, epochs=None, layers=None, from_scratch=False):
     """Training stages from the command-line options.
 
     Args:
@@ -234,6 +234,8 @@ def build_schedule(learning_rate, epochs=None, layers=None):
             or, with ``layers``, one stop epoch.
         layers: None for the classic three stages, else one stage on this preset (heads, 3+,
             4+, 5+, all) or layer regex.
+        from_scratch: no pretrained weights (``--model none``): the classic stages train all
+            layers (heads alone on a random frozen backbone learn nothing).
     """
     values = []
     if epochs is not None:
@@ -249,12 +251,14 @@ def build_schedule(learning_rate, epochs=None, layers=None):
             raise ValueError(f"--layers {layers!r} trains one stage: give one --epochs value "
                              f"(the epoch to stop at), got {epochs!r}")
         return [TrainingStage(layers, values[0], learning_rate)]
-    if not values:
-        return classic_schedule(learning_rate)
-    if len(values) != 3 or values != sorted(values):
+    if values and (len(values) != 3 or values != sorted(values)):
         raise ValueError(f"--epochs {epochs!r}: the classic schedule needs three increasing stop "
                          f"epochs E1,E2,E3 (heads, 4+, all); for one stage add --layers")
-    return classic_schedule(learning_rate, values)
+    stages = classic_schedule(learning_rate, values) if values else classic_schedule(
+        learning_rate)
+    if from_scratch:
+        stages = [stage._replace(layers="all") for stage in stages]
+    return stages
 
 
 def horizontal_flip(image, masks, rng=None):
@@ -268,21 +272,13 @@ def horizontal_flip(image, masks, rng=None):
 def load_model_weights(model, spec):
     """Load ``--model``/``--weights`` into ``model``; returns the path or None.
 
-    ``coco`` weights skip the class-dependent layers only when the class count differs from
-    COCO's 81, so that evaluating or fine-tuning on COCO itself keeps the trained heads.
+    The shared rule of :func:`mrcnn.cli.load_weights_spec`: ``coco`` weights skip the
+    class-dependent layers only when the class count differs from COCO's 81, so that evaluating
+    or fine-tuning on COCO itself keeps the trained heads.
     """
-    path = resolve_weights_path(model, spec)
-    if path is None:
-        logger.info("Starting from random initialisation")
-        return None
-    exclude = None
-    if str(spec).lower() == "coco" and model.config.NUM_CLASSES != COCO_NUM_CLASSES:
-        exclude = CLASS_SPECIFIC_LAYERS
-        if model.mode == "inference":
-            logger.warning("COCO weights have 81 classes, the dataset %d: the class-dependent "
-                           "heads stay untrained", model.config.NUM_CLASSES)
-    print(f"Loading weights {path}")
-    model.load_weights(path, by_name=True, exclude=exclude)
+    path = load_weights_spec(model, spec)
+    if path is not None:
+        print(f"Loaded weights {path}")
     return path
 
 
@@ -310,7 +306,10 @@ def train(config, dataset_train, dataset_val, model_dir=DEFAULT_LOGS_DIR, weight
             f"make_config(NUM_CLASSES=dataset.num_classes)")
     model = MaskRCNN(mode="training", config=config, model_dir=model_dir)
     load_model_weights(model, weights)
-    for stage in schedule or classic_schedule(config.LEARNING_RATE):
+    if schedule is None:
+        schedule = build_schedule(config.LEARNING_RATE,
+                                  from_scratch=default_layers(weights) == "all")
+    for stage in schedule:
         print(f"Training {stage.layers} to epoch {stage.epochs} at learning rate "
               f"{stage.learning_rate}")
         model.train(dataset_train, dataset_val, learning_rate=stage.learning_rate,
@@ -580,7 +579,8 @@ def main(argv=None):
         if args.command == "train":
             config = make_config(CocoConfig, NUM_CLASSES=dataset_train.num_classes,
                                  LEARNING_RATE=args.lr, STEPS_PER_EPOCH=args.steps_per_epoch)
-            schedule = build_schedule(config.LEARNING_RATE, *schedule_args)
+            schedule = build_schedule(config.LEARNING_RATE, *schedule_args,
+                                      from_scratch=default_layers(args.weights) == "all")
     except (OSError, ValueError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
 from mrcnn.model.backbone import ARCHITECTURES, build_backbone, resnet_graph  # noqa: E402
 from mrcnn.model.fpn import fpn_graph  # noqa: E402

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import tensorflow as tf
+import keras
 
 from mrcnn.data.image_meta import compose_image_meta  # noqa: E402
 from mrcnn.model.detection import DetectionLayer  # noqa: E402

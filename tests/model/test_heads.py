@@ -5,7 +5,7 @@ Small channel counts keep the models tiny; the full-size layout is checked in te
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 
 from mrcnn.model.heads import build_fpn_mask_graph, fpn_classifier_graph  # noqa: E402
 from mrcnn.model.layers import (  # noqa: E402

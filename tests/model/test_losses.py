@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import tensorflow as tf
+import keras
 
 from mrcnn.model import losses  # noqa: E402
 from mrcnn.model.losses import (  # noqa: E402

@@ -208,6 +208,7 @@ class CocoConfig(Config):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not SPEC.exists(), reason=f"spec file {SPEC} missing (../shared/spec)")
 def test_coco_config_model_matches_the_classic_weight_layout(tmp_path):
     """The default COCO config has exactly the weights of the classic mask_rcnn_coco.h5."""
     model = MaskRCNN(mode="inference", config=CocoConfig(), model_dir=str(tmp_path))

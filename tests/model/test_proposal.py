@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import tensorflow as tf
+import keras
 
 from mrcnn.model.proposal import ProposalLayer  # noqa: E402
 from mrcnn.ops.boxes import apply_box_deltas, non_max_suppression  # noqa: E402

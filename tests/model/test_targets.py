@@ -7,8 +7,8 @@ rows samples exactly every 4th pixel and the expected mask target is a NumPy sli
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import tensorflow as tf
+import keras
 
 from mrcnn.model.targets import DetectionTargetLayer, NormalizeBoxes, RoiSlice  # noqa: E402
 from mrcnn.ops.boxes import box_refinement, norm_boxes  # noqa: E402

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import keras
 from keras import layers  # noqa: E402
 
 from mrcnn.model.weights_io import (  # noqa: E402
