@@ -343,7 +343,7 @@ class MaskRCNN:
         """
         name = (self.config.NAME or "mrcnn").lower()
         remove_stale_temp_files(self.model_dir, name)
-        if self._log_dir_ready:
+        if getattr(self, "_log_dir_ready", False):  # a subclass's set_log_dir may not set it
             os.makedirs(self.log_dir, exist_ok=True)
             return self.log_dir
         self.log_dir = claim_run_dir(self.model_dir, self.log_dir)
