@@ -19,6 +19,9 @@ from mrcnn.model.weights_io import TEMP_FILE_RE, inspect_weights_file
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ROUNDS = int(os.environ.get("MRCNN_KILL_ROUNDS", "5"))
+# Seconds a child may take to reach its first checkpoint (TensorFlow start-up and tracing); generous
+# because the suite runs on a shared 2-core machine.
+START_TIMEOUT = float(os.environ.get("MRCNN_KILL_START_TIMEOUT", "1800"))
 
 
 def _checkpoints(model_dir):
@@ -61,12 +64,14 @@ def test_kill_9_at_random_moments_never_loses_or_breaks_a_checkpoint(tmp_path):
             if during_write:
                 # Kill while the file of a checkpoint is being written (after one completed).
                 marker = os.path.join(model_dir, f"writing-{process.pid}")
-                assert _wait_for(lambda: len(_checkpoints(model_dir)) > before, process, 600)
-                assert _wait_for(lambda: os.path.exists(marker), process, 600)
+                assert _wait_for(lambda: len(_checkpoints(model_dir)) > before, process,
+                                 START_TIMEOUT)
+                assert _wait_for(lambda: os.path.exists(marker), process, START_TIMEOUT)
                 time.sleep(rng.uniform(0.0, 0.5))
             else:
                 # Kill at a random moment once training runs, after a checkpoint exists.
-                assert _wait_for(lambda: len(_checkpoints(model_dir)) > before, process, 600)
+                assert _wait_for(lambda: len(_checkpoints(model_dir)) > before, process,
+                                 START_TIMEOUT)
                 time.sleep(rng.uniform(0.0, 1.5))
         finally:
             process.send_signal(signal.SIGKILL)
@@ -107,5 +112,7 @@ def test_rss_stays_flat_over_500_detect_calls(tiny_inference):
     growth = rss[-1] - rss[0]
     print(f"RSS {rss[0] / 2**20:.1f} -> {rss[-1] / 2**20:.1f} MiB over 500 detect() calls, "
           f"slope {slope:.0f} bytes/call")
-    # A leak of one 64x64x3 float32 molded image per call would be 49 kB/call.
-    assert slope < 4096, f"RSS grows by {slope:.0f} bytes per detect() call"
+    # A leak of one 64x64x3 float32 molded image per call would be 49 kB/call (24 MiB over
+    # the 500 calls); allocator noise is a few kB/call either way.
+    assert slope < 16384, f"RSS grows by {slope:.0f} bytes per detect() call"
+    assert growth < 8 * 2 ** 20, f"RSS grew by {growth / 2 ** 20:.1f} MiB"
