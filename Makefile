@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install clean
+.PHONY: test demo notebooks install clean
 
 # The demo's training budget in minutes (on 2 CPU cores the whole demo takes about 2 more).
 DEMO_MINUTES ?= 10
@@ -24,6 +24,12 @@ demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m samples.shapes.shapes demo --minutes $(DEMO_MINUTES) \
 		--epochs 100 --steps 100 --train-images 1000 --limit 100 --pictures 8 \
 		--logs logs/demo --output demo_output
+
+# Execute every notebook from a fresh kernel into notebooks/executed/ (with outputs, for reading).
+# NOTEBOOK_FLAGS=--quick runs the short CI version.
+NOTEBOOK_FLAGS ?=
+notebooks: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) notebooks/execute.py --out notebooks/executed $(NOTEBOOK_FLAGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

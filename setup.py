@@ -23,7 +23,9 @@ setup(
     packages=find_packages(include=["mrcnn", "mrcnn.*"]),
     install_requires=read_requirements(),
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        # nbclient, nbformat, ipykernel: the notebooks run in CI (tests/notebooks).
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "nbclient>=0.10", "nbformat>=5.9",
+                 "ipykernel>=6.0"],
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff"],
         "augment": ["albumentations>=1.4"],
     },

@@ -152,7 +152,10 @@ def display_images(images, titles=None, cols=4, cmap=None, norm=None, interpolat
     """Show images in a grid of ``cols`` columns, each with an optional title.
 
     Args:
-        images: list of ``[H, W]`` or ``[H, W, 3]`` arrays (cast to uint8 for display).
+        images: list of ``[H, W]`` or ``[H, W, 3]`` arrays. RGB images are clipped to 0-255 and
+            shown as uint8 (classic); single-channel arrays are shown as they are, so that
+            ``imshow`` scales them to ``cmap`` (the classic cast them to uint8 too, which wrapped
+            negative or fractional values such as feature maps around).
         titles: list of strings, one per image.
 
     Returns:
@@ -168,8 +171,12 @@ def display_images(images, titles=None, cols=4, cmap=None, norm=None, interpolat
         ax = fig.add_subplot(rows, cols, i)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-        ax.imshow(np.asarray(image).astype(np.uint8), cmap=cmap, norm=norm,
-                  interpolation=interpolation)
+        image = np.asarray(image)
+        if image.ndim == 3:
+            image = _as_display_image(image)
+        elif image.dtype == bool:
+            image = image.astype(np.uint8)
+        ax.imshow(image, cmap=cmap, norm=norm, interpolation=interpolation)
     return _finish(fig, True)
 
 
@@ -304,8 +311,10 @@ def draw_rois(image, rois, refined_rois, mask, class_ids, class_names, limit=10)
         ids = np.random.default_rng().choice(ids, limit, replace=False)
     fig, ax = plt.subplots(1, figsize=(12, 12))
     colors = random_colors(len(ids))
-    ax.set_ylim(image.shape[0] + 20, -20)
-    ax.set_xlim(-50, image.shape[1] + 20)
+    # Margins in proportion to the image (the classic's fixed 20-50 px dwarfed small images).
+    margin = max(2, image.shape[0] // 10)
+    ax.set_ylim(image.shape[0] + margin, -margin)
+    ax.set_xlim(-margin, image.shape[1] + margin)
     ax.axis("off")
 
     masked_image = np.asarray(image)

@@ -189,3 +189,47 @@ def test_compile_classic_signature(training_model, model):
     assert optimizer.clipnorm == training_model.config.GRADIENT_CLIP_NORM
     with pytest.raises(RuntimeError, match="training"):
         model.compile(0.001, 0.9)
+
+
+def test_visualize_on_real_model_output(model, dataset, capsys):
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from mrcnn import visualize
+    table = visualize.display_weight_stats(model)
+    names = [row[0] for row in table[1:]]
+    assert len(names) > 100 and any("res2a_branch2a" in n for n in names)
+    assert table[0] == ["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]
+
+    image, _, gt_class_ids, gt_boxes, gt_masks = modellib.load_image_gt(dataset, model.config, 0)
+    r = model.detect_molded(image[np.newaxis], modellib.compose_image_meta(
+        0, image.shape, image.shape, (0, 0, 64, 64), 1.0, np.ones(4))[np.newaxis])[0]
+    figures = [visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"],
+                                           dataset.class_names, r["scores"])]
+    ap, precisions, recalls, overlaps = utils.compute_ap(
+        gt_boxes, gt_class_ids, gt_masks, r["rois"], r["class_ids"], r["scores"], r["masks"])
+    figures.append(visualize.plot_precision_recall(ap, precisions, recalls))
+    figures.append(visualize.plot_overlaps(gt_class_ids, r["class_ids"], r["scores"], overlaps,
+                                           dataset.class_names))
+    # Feature maps: negative floats must not wrap around as in a uint8 cast.
+    p2 = model.run_graph([dataset.load_image(0)],
+                         [("fpn_p2", model.keras_model.get_layer("fpn_p2").output)])["fpn_p2"]
+    fig = visualize.display_images(np.transpose(p2[0, :, :, :4], [2, 0, 1]), cols=4)
+    shown = fig.axes[0].images[0].get_array()
+    np.testing.assert_allclose(np.asarray(shown), p2[0, :, :, 0], rtol=1e-6)
+    figures.append(fig)
+
+    config = model.config
+    (batch_images, _, _, _, _, _, _, _, rois), (class_ids, deltas, masks) = next(
+        modellib.data_generator(dataset, config, random_rois=200, batch_size=1,
+                                detection_targets=True, seed=1))
+    specific = deltas[0, np.arange(rois.shape[1]), class_ids[0, :, 0]]
+    refined = utils.apply_box_deltas(rois[0].astype(np.float32),
+                                     specific * config.BBOX_STD_DEV)
+    mask_specific = masks[0, np.arange(masks.shape[1]), :, :, class_ids[0, :, 0]]
+    figures.append(visualize.draw_rois(modellib.unmold_image(batch_images[0], config), rois[0],
+                                       refined, mask_specific, class_ids[0, :, 0],
+                                       dataset.class_names))
+    assert "Positive ROIs" in capsys.readouterr().out
+    assert all(isinstance(f, Figure) for f in figures)
+    plt.close("all")
