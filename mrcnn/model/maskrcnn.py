@@ -241,7 +241,7 @@ class MaskRCNN:
     # -------------------------------------------------------------- training
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              verbose=1, seed=None):
+              verbose=1, seed=None, evaluation=None):
         """Train the model (classic signature).
 
         Args:
@@ -258,6 +258,10 @@ class MaskRCNN:
             no_augmentation_sources: dataset sources whose images are never augmented.
             verbose: Keras progress output (1: progress bar, 2: one line per epoch).
             seed: seed of the input shuffling and augmentation (None: random).
+            evaluation: COCO box/mask AP of ``val_dataset`` during training (off by default):
+                an int K evaluates every K epochs on up to 50 validation images and keeps the
+                best checkpoint by mask AP; or a :class:`mrcnn.eval.callback.CocoEvalCallback`
+                for other choices. The figures (``val_mask_AP`` ...) go into the Keras logs.
         Writes TensorBoard logs and one checkpoint per epoch, ``log_dir/mask_rcnn_<name>_<epoch>.h5``
         in the classic layout, atomically.
         """
@@ -265,7 +269,7 @@ class MaskRCNN:
         return train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
                      augmentation=augmentation, custom_callbacks=custom_callbacks,
                      no_augmentation_sources=no_augmentation_sources, verbose=verbose,
-                     seed=seed)
+                     seed=seed, evaluation=evaluation)
 
     # --------------------------------------------------------------- weights
     def load_weights(self, filepath, by_name=False, exclude=None):

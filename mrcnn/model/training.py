@@ -237,7 +237,7 @@ class TimeLimit(keras.callbacks.Callback):
 
 def train(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers,
           augmentation=None, custom_callbacks=None, no_augmentation_sources=None, verbose=1,
-          seed=None):
+          seed=None, evaluation=None):
     """Implementation of :meth:`MaskRCNN.train` (see there)."""
     from mrcnn.data.pipeline import make_training_dataset
     from mrcnn.ops.anchors import generate_pyramid_anchors
@@ -264,11 +264,17 @@ def train(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers
                                        shuffle=True, seed=seed + 1)
 
     mrcnn_model.prepare_log_dir()
-    callbacks = [NonFiniteLossGuard(),
-                 keras.callbacks.TensorBoard(log_dir=mrcnn_model.log_dir, histogram_freq=0,
-                                             write_graph=False),
-                 ClassicCheckpoint(mrcnn_model.checkpoint_path)]
-    callbacks += list(custom_callbacks or [])
+    # COCO evaluation callbacks go before TensorBoard: they add their figures to the epoch logs,
+    # which the TensorBoard and History callbacks read afterwards.
+    from mrcnn.eval.callback import CocoEvalCallback, evaluation_callback
+    custom_callbacks = list(custom_callbacks or [])
+    evaluators = [c for c in custom_callbacks if isinstance(c, CocoEvalCallback)]
+    evaluators += evaluation_callback(mrcnn_model, val_dataset, evaluation)
+    callbacks = [NonFiniteLossGuard()] + evaluators + [
+        keras.callbacks.TensorBoard(log_dir=mrcnn_model.log_dir, histogram_freq=0,
+                                    write_graph=False),
+        ClassicCheckpoint(mrcnn_model.checkpoint_path)]
+    callbacks += [c for c in custom_callbacks if not isinstance(c, CocoEvalCallback)]
 
     logger.info("Starting at epoch %d. LR=%s", mrcnn_model.epoch, learning_rate)
     logger.info("Checkpoint Path: %s", mrcnn_model.checkpoint_path)
