@@ -31,16 +31,15 @@ detected balloons, which keep their colour (:func:`color_splash`).
 """
 import argparse
 import datetime
-import json
 import logging
 import os
 
 import numpy as np
-import skimage.draw
 from PIL import Image, UnidentifiedImageError
 
 from mrcnn.config import Config
 from mrcnn.data.dataset import Dataset, ImageLoadError, load_image_file
+from mrcnn.data.via import read_via_annotations, region_mask
 
 __all__ = [
     "BalloonConfig", "BalloonInferenceConfig", "BalloonDataset", "read_via_annotations",
@@ -71,127 +70,7 @@ class BalloonInferenceConfig(BalloonConfig):
     IMAGES_PER_GPU = 1
 
 
-# --------------------------------------------------------------------------------- VIA files
-def _entries(data, json_path):
-    """The per-image dicts of a VIA 1.x/2.x export or a VIA 2.x project."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{json_path}: expected a JSON object of VIA image entries, got "
-                         f"{type(data).__name__}")
-    if "_via_img_metadata" in data:
-        data = data["_via_img_metadata"]
-        if not isinstance(data, dict):
-            raise ValueError(f"{json_path}: '_via_img_metadata' must be an object, got "
-                             f"{type(data).__name__}")
-    return data
-
-
-def _check_shape(shape, where):
-    """Validate one region's shape_attributes; returns it."""
-    if not isinstance(shape, dict):
-        raise ValueError(f"{where}: 'shape_attributes' must be an object, got {shape!r}")
-    name = shape.get("name", "polygon")
-    if "all_points_x" in shape or "all_points_y" in shape or name in ("polygon", "polyline"):
-        xs, ys = shape.get("all_points_x"), shape.get("all_points_y")
-        if not isinstance(xs, list) or not isinstance(ys, list):
-            raise ValueError(f"{where}: a {name!r} needs the lists 'all_points_x' and "
-                             f"'all_points_y', got {sorted(shape)}")
-        if len(xs) != len(ys):
-            raise ValueError(f"{where}: 'all_points_x' has {len(xs)} points but "
-                             f"'all_points_y' has {len(ys)}")
-        required = ()
-    else:
-        required = {"rect": ("x", "y", "width", "height"), "circle": ("cx", "cy", "r"),
-                    "ellipse": ("cx", "cy", "rx", "ry")}.get(name)
-        if required is None:
-            raise ValueError(f"{where}: unsupported region shape {name!r}; supported are "
-                             "polygon (all_points_x/y), rect, circle and ellipse")
-    values = [shape[k] for k in required if k in shape]
-    if len(values) != len(required):
-        raise ValueError(f"{where}: a {name!r} needs the keys {list(required)}, got "
-                         f"{sorted(shape)}")
-    numbers = values + list(shape.get("all_points_x") or []) + list(
-        shape.get("all_points_y") or [])
-    bad = [v for v in numbers if isinstance(v, bool) or not isinstance(v, (int, float))]
-    if bad:
-        raise ValueError(f"{where}: coordinates must be numbers, got {bad[:3]}")
-    return shape
-
-
-def read_via_annotations(json_path):
-    """Parse a VIA 1.x/2.x annotation file.
-
-    Returns:
-        list of dicts ``{"filename": str, "shapes": [shape_attributes, ...], "width": int or None,
-        "height": int or None}`` in file order, one per image that has at least one region.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: invalid JSON, or an entry/region without the keys described in the module
-            docstring; the message names the file, the entry and the region.
-    """
-    json_path = os.fspath(json_path)
-    if not os.path.isfile(json_path):
-        raise FileNotFoundError(f"VIA annotation file not found: {json_path}")
-    try:
-        with open(json_path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{json_path}: not valid JSON: {exc}") from exc
-    images = []
-    for key, entry in _entries(data, json_path).items():
-        where = f"{json_path}: entry {key!r}"
-        if not isinstance(entry, dict) or "filename" not in entry or "regions" not in entry:
-            keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
-            raise ValueError(f"{where}: each image entry needs 'filename' and 'regions', got "
-                             f"{keys}")
-        regions = entry["regions"]
-        if isinstance(regions, dict):  # VIA 1.x: {"0": region, ...}
-            regions = list(regions.values())
-        if not isinstance(regions, list):
-            raise ValueError(f"{where}: 'regions' must be a list (VIA 2) or an object (VIA 1), "
-                             f"got {type(regions).__name__}")
-        shapes = []
-        for index, region in enumerate(regions):
-            region_where = f"{where} ({entry['filename']}), region {index}"
-            if not isinstance(region, dict) or "shape_attributes" not in region:
-                raise ValueError(f"{region_where}: missing 'shape_attributes'")
-            shapes.append(_check_shape(region["shape_attributes"], region_where))
-        if not shapes:
-            continue
-        size = [entry.get("height"), entry.get("width")]
-        size = [int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-                else None for v in size]
-        images.append({"filename": str(entry["filename"]), "shapes": shapes,
-                       "height": size[0], "width": size[1]})
-    return images
-
-
-def region_mask(shape, height, width):
-    """Rasterise one VIA ``shape_attributes`` dict into a ``[height, width]`` bool mask.
-
-    Coordinates are pixels (x right, y down); pixels whose centre lies inside the shape are set
-    (``skimage.draw``); parts outside the image are clipped.
-    """
-    mask = np.zeros((height, width), dtype=bool)
-    name = shape.get("name", "polygon")
-    if "all_points_x" in shape:
-        rr, cc = skimage.draw.polygon(np.asarray(shape["all_points_y"], dtype=np.float64),
-                                      np.asarray(shape["all_points_x"], dtype=np.float64),
-                                      shape=(height, width))
-    elif name == "rect":
-        # VIA rects are [x, x + width) x [y, y + height) in pixels; slicing clips to the image.
-        x, y, w, h = (int(round(float(shape[k]))) for k in ("x", "y", "width", "height"))
-        mask[max(y, 0):max(y + h, 0), max(x, 0):max(x + w, 0)] = True
-        return mask
-    elif name == "circle":
-        rr, cc = skimage.draw.disk((float(shape["cy"]), float(shape["cx"])), float(shape["r"]),
-                                   shape=(height, width))
-    else:  # ellipse
-        rr, cc = skimage.draw.ellipse(float(shape["cy"]), float(shape["cx"]), float(shape["ry"]),
-                                      float(shape["rx"]), shape=(height, width))
-    mask[rr, cc] = True
-    return mask
-
+# VIA parsing lives in the package (mrcnn.data.via): read_via_annotations, region_mask.
 
 # ----------------------------------------------------------------------------------- dataset
 class BalloonDataset(Dataset):

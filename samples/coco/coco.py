@@ -350,6 +350,10 @@ def run_cocoeval(coco_gt, results, coco_image_ids, category_ids=None,
                                  image_ids=coco_image_ids, category_ids=category_ids)
 
 
+def _coco_id(dataset, image_id, use_source_ids):
+    return dataset.to_coco_image_id(image_id) if use_source_ids else int(image_id)
+
+
 def evaluate(model, dataset, coco=None, limit=0, image_ids=None, iou_types=("bbox", "segm"),
              output=None, verbose=1):
     """Detect on the dataset's images and compute COCO box and mask AP.
@@ -379,6 +383,8 @@ def evaluate(model, dataset, coco=None, limit=0, image_ids=None, iou_types=("bbo
     if not image_ids:
         raise ValueError("evaluate: no image to evaluate (empty dataset or image_ids)")
     batch_size = max(1, int(model.config.BATCH_SIZE))
+    # json ids for a COCO json (submissions); other readers (--format) keep internal ids.
+    use_source_ids = hasattr(dataset, "to_coco_image_id")
     results, t_prediction, t_start = [], 0.0, time.time()
     for start in range(0, len(image_ids), batch_size):
         chunk = image_ids[start:start + batch_size]
@@ -387,15 +393,16 @@ def evaluate(model, dataset, coco=None, limit=0, image_ids=None, iou_types=("bbo
         predictions = model.detect(images, verbose=0)
         t_prediction += time.time() - t
         # Encode each batch right away: full-size masks of many images do not fit in memory.
-        results.extend(build_results(chunk, predictions, dataset=dataset, use_source_ids=True,
+        results.extend(build_results(chunk, predictions, dataset=dataset,
+                                     use_source_ids=use_source_ids,
                                      image_shapes=[im.shape[:2] for im in images]))
 
-    coco_image_ids = [dataset.to_coco_image_id(i) for i in image_ids]
+    coco_image_ids = [_coco_id(dataset, i, use_source_ids) for i in image_ids]
     if coco is not None and _has_eval_fields(coco, coco_image_ids):
         coco_gt, ground_truth = coco, "the json's annotations"
         category_ids = [dataset.to_coco_category_id(c) for c in dataset.class_ids[1:]]
     else:
-        coco_gt = build_coco_ground_truth(dataset, image_ids, use_source_ids=True)
+        coco_gt = build_coco_ground_truth(dataset, image_ids, use_source_ids=use_source_ids)
         ground_truth, category_ids = "dataset.load_mask", None
     metrics = run_cocoeval(coco_gt, results, coco_image_ids, category_ids, iou_types)
 
@@ -496,8 +503,31 @@ def _load(sources, class_ids, cache, image_ids=None):
     return dataset, coco
 
 
+def _load_other_format(args, command):
+    """``--format via|labelme|masks``: (train, val, None) for train, (None, dataset, None) else."""
+    from mrcnn.data.formats import load_annotated_dataset, split_dataset
+
+    def load(path, class_names=None):
+        return load_annotated_dataset(
+            args.format, path, images=args.images, labels=args.labels, class_map=args.class_map,
+            default_class=args.default_class, class_names=class_names,
+            class_attribute=args.class_attribute)
+
+    dataset = load(args.dataset or args.annotations)
+    if command != "train":
+        return None, dataset, None
+    if args.val_dataset:
+        # The validation set must number its classes as the training set does.
+        return dataset, load(args.val_dataset, class_names=dataset.class_names[1:]), None
+    train_set, val_set = split_dataset(dataset, args.val_fraction)
+    print(f"Validation: the last {val_set.num_images} of {dataset.num_images} images")
+    return train_set, val_set, None
+
+
 def load_datasets(args, command):
     """Datasets for the command: (train, val, None) for train, (None, dataset, coco) else."""
+    if getattr(args, "format", "coco") != "coco":
+        return _load_other_format(args, command)
     train_sources, val_sources = _sources(args, command)
     first = (train_sources or val_sources)[0][0]
     cache = {}
@@ -561,7 +591,31 @@ def build_parser():
     parser.add_argument("--lr", type=float, help="base learning rate (default LEARNING_RATE)")
     parser.add_argument("--steps-per-epoch", type=int, help="override STEPS_PER_EPOCH")
     parser.add_argument("--output", metavar="FILE", help="evaluate: write the results json")
+    add_format_arguments(parser)
     return parser
+
+
+def add_format_arguments(parser):
+    """``--format coco|via|labelme|masks`` and the options of the non-COCO readers."""
+    from mrcnn.data.formats import FORMATS
+    group = parser.add_argument_group("annotation format (mrcnn.data.formats)")
+    group.add_argument("--format", choices=FORMATS, default="coco",
+                       help="coco: --dataset/--annotations json; via: a VIA json; labelme: a "
+                            "folder of LabelMe json files; masks: <id>/images + <id>/masks "
+                            "folders, or with --labels a folder of pictures (--dataset)")
+    group.add_argument("--labels", metavar="DIR",
+                       help="masks: folder of instance-id label images (same stems, .png)")
+    group.add_argument("--class-map", metavar="JSON",
+                       help="masks: class map {'<id>/<file>': class} or, with --labels, class "
+                            "table {'<stem>': {'<k>': class}}")
+    group.add_argument("--default-class", default="object", metavar="NAME",
+                       help="via/masks: class of objects without one (default 'object')")
+    group.add_argument("--class-attribute", metavar="KEY",
+                       help="via: the region_attributes key holding the class name")
+    group.add_argument("--val-dataset", metavar="PATH",
+                       help="via/labelme/masks train: validation data of the same format "
+                            "(default: split off --val-fraction)")
+    return group
 
 
 def main(argv=None):

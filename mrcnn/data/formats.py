@@ -1,0 +1,94 @@
+"""One entry point for every annotation format the package reads, for command lines.
+
+``load_annotated_dataset(format, path, ...)`` returns a prepared Dataset of one of:
+
+============ ============================================ ==========================================
+format        ``path``                                     reader
+============ ============================================ ==========================================
+``coco``      a COCO instances json (images: ``images``    :class:`mrcnn.data.coco.CocoDataset`
+              or the json's folder)
+``via``       a VIA json (images: ``images`` or the json's :class:`mrcnn.data.via.ViaDataset`
+              folder); classes from ``class_attribute``
+``labelme``   a folder of LabelMe json files               :class:`mrcnn.data.labelme.LabelMeDataset`
+``masks``     ``<image_id>/images/ + masks/`` folders, or, :class:`mrcnn.data.mask_folder.
+              with ``labels``, a folder of pictures and    MaskFolderDataset`
+              ``labels`` one of instance-id label images
+============ ============================================ ==========================================
+
+``class_map`` is the masks layout's class map (one PNG per object) or class table (label images).
+:func:`split_dataset` holds out the last fraction of the images (deterministic, file order) for
+validation, sharing the class list, as the COCO sample does with one json.
+"""
+import copy
+import logging
+import os
+
+__all__ = ["FORMATS", "load_annotated_dataset", "split_dataset", "subset_dataset"]
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("coco", "via", "labelme", "masks")
+
+
+def load_annotated_dataset(fmt, path, images=None, labels=None, class_map=None,
+                           default_class="object", class_names=None, class_attribute=None):
+    """A prepared Dataset of ``path`` in format ``fmt`` (see the module table).
+
+    Raises:
+        ValueError: unknown format (names the allowed ones); the readers' errors otherwise
+            (FileNotFoundError, CocoFormatError, LabelMeFormatError, MaskFolderError ...).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"annotation format {fmt!r} is not one of {FORMATS}")
+    if path is None:
+        raise ValueError(f"format {fmt!r} needs a path (a {'json' if fmt in ('coco', 'via') else 'folder'})")
+    path = os.fspath(path)
+    if fmt == "coco":
+        from mrcnn.data.coco import CocoDataset
+        dataset = CocoDataset()
+        dataset.load_coco(path, images or os.path.dirname(os.path.abspath(path)))
+    elif fmt == "via":
+        from mrcnn.data.via import ViaDataset
+        dataset = ViaDataset()
+        dataset.load_via(path, image_dir=images, class_attribute=class_attribute,
+                         default_class=default_class, class_names=class_names)
+    elif fmt == "labelme":
+        from mrcnn.data.labelme import LabelMeDataset
+        dataset = LabelMeDataset()
+        dataset.load_labelme(path, class_names=class_names)
+    else:
+        from mrcnn.data.mask_folder import MaskFolderDataset
+        dataset = MaskFolderDataset()
+        if labels is not None:
+            dataset.load_label_images(path, labels, class_table=class_map,
+                                      default_class=default_class, class_names=class_names)
+        else:
+            dataset.load_mask_folders(path, default_class=default_class, class_map=class_map,
+                                      class_names=class_names)
+    dataset.prepare()
+    return dataset
+
+
+def subset_dataset(dataset, image_ids):
+    """A prepared dataset of the same class with the same classes and only ``image_ids``
+    (internal ids, in this order). Readers keep everything per image in ``image_info``, so the
+    copy is shallow: the image dicts are shared, not duplicated."""
+    subset = copy.copy(dataset)
+    subset.image_info = [dataset.image_info[int(i)] for i in image_ids]
+    subset.class_info = list(dataset.class_info)
+    subset.prepare()
+    return subset
+
+
+def split_dataset(dataset, val_fraction=0.1):
+    """``(train, val)``: the last ``round(n * val_fraction)`` images (at least 1, at most n - 1)
+    are validation; with one image both are that image (logged)."""
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    n = dataset.num_images
+    if n < 2:
+        logger.warning("only %d image: validating on the training image", n)
+        return dataset, dataset
+    n_val = min(max(int(round(n * float(val_fraction))), 1), n - 1)
+    ids = list(range(n))
+    return subset_dataset(dataset, ids[:-n_val]), subset_dataset(dataset, ids[-n_val:])
