@@ -31,9 +31,22 @@ imgaug and NumPy 2
     (:data:`IMGAUG_TO_ALBUMENTATIONS`), e.g. ``iaa.Fliplr(0.5)`` -> ``A.HorizontalFlip(p=0.5)``.
     Other duck-typed objects get a built-in hook object with the ``HooksImages`` interface.
 
-All adapters check that the image keeps its shape and that the masks come back as ``[H, W, N]``
-with the same N (instances are never dropped here; ``load_image_gt`` drops instances whose mask
-became empty). N = 0 is supported: the masks are then not passed to the augmenter at all.
+Geometry and size
+    Every geometric transform keeps the masks aligned with the image: albumentations moves its
+    ``masks`` with the image (nearest-neighbour), imgaug runs the same deterministic augmenter on
+    image and masks, with :data:`MASK_AUGMENTERS` naming every geometric imgaug augmenter
+    (flips, Rot90, Affine and its Scale/Translate/Rotate/Shear shortcuts, crops and pads,
+    piecewise-affine, perspective and elastic warps; the classic whitelist lacked rotations and
+    elastic warps, so their masks silently stayed put). Transforms that change the image size
+    (``A.RandomScale``, ``A.RandomCrop`` smaller than the image, ``A.LongestMaxSize`` ...) are
+    fitted back to the input size (:func:`fit_to_shape`: one scale for image and masks, then
+    zero padding at the bottom/right), so the network input keeps its shape. Boxes are not
+    augmented: ``load_image_gt`` computes them from the augmented masks, and crowd regions are
+    masks (negative class ids) like any other, so they move with the image too.
+
+All adapters check that the masks come back as ``[H, W, N]`` with the same N (instances are
+never dropped here; ``load_image_gt`` drops instances whose mask became empty). N = 0 is
+supported: the masks are then not passed to the augmenter at all.
 """
 import inspect
 import logging
@@ -42,14 +55,21 @@ import threading
 
 import numpy as np
 
-__all__ = ["Augmenter", "make_augmenter", "MASK_AUGMENTERS", "IMGAUG_TO_ALBUMENTATIONS"]
+__all__ = ["Augmenter", "make_augmenter", "fit_to_shape", "MASK_AUGMENTERS",
+           "IMGAUG_TO_ALBUMENTATIONS"]
 
 logger = logging.getLogger(__name__)
 
 # imgaug augmenter class names that may be applied to masks: the geometric ones and the
 # containers that hold them (the classic list).
 MASK_AUGMENTERS = ("Sequential", "SomeOf", "OneOf", "Sometimes", "Fliplr", "Flipud",
-                   "CropAndPad", "Affine", "PiecewiseAffine")
+                   "CropAndPad", "Affine", "PiecewiseAffine",
+                   # not in the classic list: their masks stayed put while the image moved
+                   "Rot90", "Rotate", "ScaleX", "ScaleY", "TranslateX", "TranslateY", "ShearX",
+                   "ShearY", "Crop", "Pad", "CropToFixedSize", "PadToFixedSize",
+                   "CenterCropToFixedSize", "CenterPadToFixedSize", "KeepSizeByResize",
+                   "PerspectiveTransform", "ElasticTransformation", "WithPolarWarping",
+                   "Jigsaw")
 
 IMGAUG_TO_ALBUMENTATIONS = {
     "iaa.Sequential([...])": "A.Compose([...])",
@@ -136,6 +156,35 @@ def _accepts_rng(fn):
     return "rng" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
+def fit_to_shape(image, masks, shape):
+    """Scale ``image`` [h, w, C] and ``masks`` [h, w, N] by one factor to fit ``shape`` (H, W),
+    then zero-pad at the bottom/right to exactly (H, W).
+
+    The factor is ``min(H / h, W / w)``: the aspect ratio is kept, so a pixel of an object stays
+    on the object's mask. Image: bilinear (dtype kept); masks: nearest by pixel centre
+    (``cv2.INTER_NEAREST_EXACT``; plain ``INTER_NEAREST`` shifts them by up to a pixel), bool.
+    """
+    import cv2
+
+    height, width = int(shape[0]), int(shape[1])
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image, masks
+    scale = min(height / h, width / w)
+    new_h, new_w = max(1, min(height, int(round(h * scale)))), max(1, min(width, int(round(w * scale))))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    resized = resized.reshape(new_h, new_w, -1)
+    out_image = np.zeros((height, width, image.shape[2]), dtype=image.dtype)
+    out_image[:new_h, :new_w] = resized
+    out_masks = np.zeros((height, width, masks.shape[2]), dtype=bool)
+    # cv2.resize takes at most 512 channels: resize the masks in chunks.
+    for start in range(0, masks.shape[2], 512):
+        chunk = masks[:, :, start:start + 512].astype(np.uint8)
+        small = cv2.resize(chunk, (new_w, new_h), interpolation=cv2.INTER_NEAREST_EXACT)
+        out_masks[:new_h, :new_w, start:start + 512] = small.reshape(new_h, new_w, -1) > 0
+    return out_image, out_masks
+
+
 class Augmenter:
     """Callable adapter ``(image, masks, rng=None) -> (image, masks)``; build it with
     :func:`make_augmenter`.
@@ -201,6 +250,12 @@ class Augmenter:
         return self._check(image, masks, out_image, out_masks)
 
     def _check(self, image, masks, out_image, out_masks):
+        if (out_image.ndim == 3 and out_image.shape[2] == image.shape[2]
+                and out_image.shape[:2] != image.shape[:2] and out_masks.ndim == 3
+                and out_masks.shape[:2] == out_image.shape[:2]):
+            # A size-changing transform (random scale, crop): back to the input size, aligned.
+            out_image, out_masks = fit_to_shape(out_image, np.asarray(out_masks, dtype=bool),
+                                                image.shape[:2])
         if out_image.shape != image.shape:
             raise ValueError(
                 f"augmentation ({self.kind}) changed the image shape from {image.shape} to "
@@ -240,9 +295,6 @@ class Augmenter:
     def _imgaug(self, image, masks):
         det = self.augmentation.to_deterministic()
         out_image = np.asarray(det.augment_image(image))
-        if out_image.shape != image.shape:
-            raise ValueError(f"augmentation (imgaug) changed the image shape from {image.shape} "
-                             f"to {out_image.shape}; augmenters must keep the image size")
         if masks.shape[2] == 0:
             return out_image, masks
         out_masks = np.asarray(det.augment_image(masks.astype(np.uint8), hooks=self._hooks))

@@ -78,12 +78,14 @@ def test_albumentations_with_zero_instances():
     assert out_masks.shape == (48, 64, 0) and out_masks.dtype == bool
 
 
-def test_albumentations_size_change_is_rejected():
+def test_albumentations_size_change_is_fitted_back_to_the_input_size():
     import albumentations as A
 
     image, masks = _scene()
-    with pytest.raises(ValueError, match="changed the image shape"):
-        make_augmenter(A.RandomCrop(32, 32, p=1))(image, masks)
+    out_image, out_masks = make_augmenter(A.RandomCrop(32, 32, p=1))(image, masks)
+    assert out_image.shape == image.shape and out_masks.shape == masks.shape
+    # 32 x 32 scaled by 1.5 to 48 x 48, zero padding on the right
+    assert not out_image[:, 48:].any() and not out_masks[:, 48:].any()
 
 
 # ------------------------------------------------------------------ callables
@@ -183,10 +185,13 @@ def test_imgaug_like_object_uses_classic_path_without_importing_imgaug(monkeypat
     assert out_masks.shape == (48, 64, 0)
 
 
-def test_imgaug_like_shape_change_is_rejected():
+def test_imgaug_like_shape_change_is_fitted_back():
     image, masks = _scene()
-    with pytest.raises(ValueError, match="imgaug"):
-        make_augmenter(FakeSequential([Fliplr()], shrink=True))(image, masks)
+    out_image, out_masks = make_augmenter(FakeSequential([Fliplr()], shrink=True))(image, masks)
+    assert out_image.shape == image.shape and out_masks.shape == masks.shape
+    # 47 x 64 fits at scale 1: one zero row is padded at the bottom, every instance survives
+    assert not out_image[-1].any() and not out_masks[-1].any()
+    np.testing.assert_array_equal(out_masks.any(axis=(0, 1)), masks.any(axis=(0, 1)))
 
 
 def test_clear_error_when_imgaug_cannot_be_imported(monkeypatch):
