@@ -171,7 +171,8 @@ def fit_to_shape(image, masks, shape):
     if (h, w) == (height, width):
         return image, masks
     scale = min(height / h, width / w)
-    new_h, new_w = max(1, min(height, int(round(h * scale)))), max(1, min(width, int(round(w * scale))))
+    new_h = max(1, min(height, int(round(h * scale))))
+    new_w = max(1, min(width, int(round(w * scale))))
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     resized = resized.reshape(new_h, new_w, -1)
     out_image = np.zeros((height, width, image.shape[2]), dtype=image.dtype)

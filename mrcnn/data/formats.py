@@ -9,7 +9,8 @@ format        ``path``                                     reader
               or the json's folder)
 ``via``       a VIA json (images: ``images`` or the json's :class:`mrcnn.data.via.ViaDataset`
               folder); classes from ``class_attribute``
-``labelme``   a folder of LabelMe json files               :class:`mrcnn.data.labelme.LabelMeDataset`
+``labelme``   a folder of LabelMe json files               :class:`mrcnn.data.labelme.
+                                                           LabelMeDataset`
 ``masks``     ``<image_id>/images/ + masks/`` folders, or, :class:`mrcnn.data.mask_folder.
               with ``labels``, a folder of pictures and    MaskFolderDataset`
               ``labels`` one of instance-id label images
@@ -41,7 +42,8 @@ def load_annotated_dataset(fmt, path, images=None, labels=None, class_map=None,
     if fmt not in FORMATS:
         raise ValueError(f"annotation format {fmt!r} is not one of {FORMATS}")
     if path is None:
-        raise ValueError(f"format {fmt!r} needs a path (a {'json' if fmt in ('coco', 'via') else 'folder'})")
+        kind = "json" if fmt in ("coco", "via") else "folder"
+        raise ValueError(f"format {fmt!r} needs a path (a {kind})")
     path = os.fspath(path)
     if fmt == "coco":
         from mrcnn.data.coco import CocoDataset

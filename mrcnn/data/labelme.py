@@ -85,7 +85,8 @@ def _check_shape(shape, where):
             f"{where}: a {shape_type} needs {'at least 3' if shape_type == 'polygon' else 2} "
             f"points, got {len(points)}")
     group_id = shape.get("group_id")
-    if group_id is not None and (isinstance(group_id, bool) or not isinstance(group_id, (int, str))):
+    if group_id is not None and (isinstance(group_id, bool)
+                                 or not isinstance(group_id, (int, str))):
         raise LabelMeFormatError(f"{where}: 'group_id' must be an integer, a string or null, got "
                                  f"{group_id!r}")
     return label, group_id, shape_type, points

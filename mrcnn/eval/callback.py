@@ -33,7 +33,8 @@ import time
 import keras
 import numpy as np
 
-from mrcnn.eval.coco_eval import build_coco_ground_truth, build_coco_results, evaluate_coco_results
+from mrcnn.eval.coco_eval import (build_coco_ground_truth, detections_to_coco_results,
+                                   evaluate_coco_results)
 
 __all__ = ["CocoEvalCallback", "EVAL_LOG_KEYS", "copy_weights", "evaluation_callback"]
 
@@ -208,7 +209,7 @@ class CocoEvalCallback(keras.callbacks.Callback):
         for k in range(0, len(self._images), batch):
             predictions.extend(self.inference_model.detect(self._images[k:k + batch]))
         coco_image_ids = [image["id"] for image in self._coco_gt.dataset["images"]]
-        results = build_coco_results(self.image_ids, predictions, dataset=self.dataset)
+        results = detections_to_coco_results(self.image_ids, predictions, dataset=self.dataset)
         metrics = evaluate_coco_results(self._coco_gt, results, image_ids=coco_image_ids)
         logs = {}
         for iou_type, short in _LOGGED:

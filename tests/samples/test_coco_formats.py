@@ -1,4 +1,4 @@
-"""The coco sample's ``--format via|labelme|masks`` and ``mrcnn.data.formats`` on generated files."""
+"""The coco sample's ``--format via|labelme|masks`` and ``mrcnn.data.formats``, generated files."""
 import json
 
 import numpy as np
