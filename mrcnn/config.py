@@ -14,8 +14,9 @@ classic Keras ``mrcnn`` package::
 
 ``__init__`` computes the derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``,
 ``IMAGE_META_SIZE``) and validates the attributes, raising ``ValueError`` with the
-field name, its value and what is allowed. Only ``mrcnn.model.maskrcnn.MaskRCNN``
-reads a ``Config``; layers and functions take explicit arguments.
+field name, its value and what is allowed. The model factory (``MaskRCNN``), the input
+pipeline's classic entry points and the training-time evaluator read a ``Config``
+(``docs/design.md``); layers and ops take explicit arguments.
 """
 import inspect
 import numbers
@@ -192,6 +193,13 @@ class Config:
         "mrcnn_mask_loss": 1.,
     }
 
+    # Not classic: per-class weights of the classifier loss (mrcnn_class_loss), None = off
+    # (every ROI counts 1, classic). A list of NUM_CLASSES non-negative numbers indexed by
+    # internal class id, background first, e.g. [1, 1, 5] to count ROIs of a rare class 2 five
+    # times; the loss is then the weighted mean (divided by the sum of the ROIs' weights, as
+    # torch's CrossEntropyLoss(weight=...)). Helps the recall of rare classes.
+    CLASS_WEIGHTS = None
+
     # True: ROIs come from the RPN; False: from an input (to debug the heads).
     USE_RPN_ROIS = True
 
@@ -286,6 +294,16 @@ class Config:
         if not any(self.TRAIN_BN is allowed for allowed in (None, True, False)):
             raise ValueError(f"Config.TRAIN_BN must be None, True or False, "
                              f"got {self.TRAIN_BN!r}")
+
+        class_weights = self.CLASS_WEIGHTS
+        if class_weights is not None and (
+                isinstance(class_weights, (str, dict)) or np.ndim(class_weights) != 1
+                or len(class_weights) != self.NUM_CLASSES
+                or not all(_is_real(w) and w >= 0 for w in class_weights)
+                or not any(w > 0 for w in class_weights)):
+            raise ValueError(f"Config.CLASS_WEIGHTS must be None or a list of NUM_CLASSES="
+                             f"{self.NUM_CLASSES} non-negative numbers (background first, not "
+                             f"all 0), got {class_weights!r}")
 
         weights = self.LOSS_WEIGHTS
         if not isinstance(weights, dict) or set(weights) != set(_LOSS_NAMES):

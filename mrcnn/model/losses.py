@@ -103,7 +103,8 @@ def rpn_bbox_loss(target_bbox, rpn_match, rpn_bbox):
     return _mean(tf.reduce_sum(loss), 4 * tf.reduce_sum(tf.cast(positive, tf.int32)))
 
 
-def mrcnn_class_loss(target_class_ids, pred_class_logits, active_class_ids, rois):
+def mrcnn_class_loss(target_class_ids, pred_class_logits, active_class_ids, rois,
+                     class_weights=None):
     """Classifier head loss.
 
     Args:
@@ -112,6 +113,9 @@ def mrcnn_class_loss(target_class_ids, pred_class_logits, active_class_ids, rois
         active_class_ids: [B, NC] float/int, 1 where the class belongs to the image's dataset
             (``image_meta``'s active_class_ids), else 0.
         rois: [B, T, 4] the ROIs (normalized); all-zero rows are padding.
+        class_weights: None, or [NC] float: each ROI's term is multiplied by the weight of its
+            *target* class, and the sum is divided by the sum of those weights (a weighted mean,
+            as torch's ``CrossEntropyLoss(weight=...)``). None is the classic loss.
 
     Returns:
         () float32: softmax cross-entropy per ROI, weighted by whether the *predicted* class
@@ -128,6 +132,8 @@ def mrcnn_class_loss(target_class_ids, pred_class_logits, active_class_ids, rois
     pred_active = tf.gather(_f32(active_class_ids), pred_class_ids, batch_dims=1)
     real_roi = _f32(tf.reduce_any(tf.not_equal(_f32(rois), 0.0), axis=-1))
     weight = pred_active * real_roi
+    if class_weights is not None:
+        weight = weight * tf.gather(tf.constant(class_weights, tf.float32), target_class_ids)
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target_class_ids, logits=logits)
     return tf.math.divide_no_nan(tf.reduce_sum(ce * weight), tf.reduce_sum(weight))
 
@@ -190,12 +196,15 @@ class _LossLayer(keras.layers.Layer):
     def __init__(self, name=None, **kwargs):
         super().__init__(name=name or self._default_name, **kwargs)
 
-    def call(self, inputs):
+    def _check_inputs(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != len(self._arg_names):
             raise ValueError(
                 f"{type(self).__name__} expects inputs [{', '.join(self._arg_names)}]; got "
                 f"{type(inputs).__name__} of length "
                 f"{len(inputs) if isinstance(inputs, (list, tuple)) else 'n/a'}")
+
+    def call(self, inputs):
+        self._check_inputs(inputs)
         return type(self)._fn(*inputs)
 
     def compute_output_shape(self, input_shape):
@@ -223,11 +232,24 @@ class RpnBboxLoss(_LossLayer):
 @keras.saving.register_keras_serializable(package="mrcnn")
 class MrcnnClassLoss(_LossLayer):
     """:func:`mrcnn_class_loss` on ``[target_class_ids, pred_class_logits, active_class_ids,
-    rois]`` -> () float32."""
+    rois]`` -> () float32; ``class_weights`` ([NC] floats or None) as there."""
 
     _fn = staticmethod(mrcnn_class_loss)
     _default_name = "mrcnn_class_loss"
     _arg_names = ("target_class_ids", "pred_class_logits", "active_class_ids", "rois")
+
+    def __init__(self, name=None, class_weights=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+
+    def call(self, inputs):
+        self._check_inputs(inputs)
+        return mrcnn_class_loss(*inputs, class_weights=self.class_weights)
+
+    def get_config(self):
+        config = super().get_config()
+        config["class_weights"] = self.class_weights
+        return config
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

@@ -164,7 +164,7 @@ def build_training_model(config):
     losses = [
         RpnClassLoss(name="rpn_class_loss")([input_rpn_match, rpn_class_logits]),
         RpnBboxLoss(name="rpn_bbox_loss")([input_rpn_bbox, input_rpn_match, rpn_bbox]),
-        MrcnnClassLoss(name="mrcnn_class_loss")(
+        MrcnnClassLoss(name="mrcnn_class_loss", class_weights=config.CLASS_WEIGHTS)(
             [target_class_ids, mrcnn_class_logits, active_class_ids, rois]),
         MrcnnBboxLoss(name="mrcnn_bbox_loss")([target_bbox, target_class_ids, mrcnn_bbox]),
         MrcnnMaskLoss(name="mrcnn_mask_loss")([target_mask, target_class_ids, mrcnn_mask]),
