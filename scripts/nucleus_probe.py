@@ -66,8 +66,8 @@ def main(argv=None):
     train_cls = type("NucleusProbeConfig", (nucleus.NucleusCPUConfig,), dict(overrides))
     infer_cls = type("NucleusProbeInferenceConfig", (nucleus.NucleusCPUInferenceConfig,),
                      dict(overrides))
-    train_set = nucleus._load_dataset(args.dataset, "train")
-    val_set = nucleus._load_dataset(args.dataset, "val")
+    train_set = nucleus.load_dataset(args.dataset, "train")
+    val_set = nucleus.load_dataset(args.dataset, "val")
     config = train_cls(train_images=len(train_set.image_ids),
                        val_images=len(val_set.image_ids))
 

@@ -34,8 +34,7 @@ from pycocotools.coco import COCO
 from mrcnn.data.dataset import Dataset
 from mrcnn.data.validation import check_coco_annotation_fields
 
-__all__ = ["CocoDataset", "CocoFormatError", "read_coco_json", "validate_coco_dict",
-           "build_coco_results"]
+__all__ = ["CocoDataset", "CocoFormatError", "read_coco_json", "validate_coco_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -469,41 +468,3 @@ class CocoDataset(Dataset):
 def _sort_key(value):
     # Category ids are ints in COCO; tolerate strings from odd exports without a TypeError.
     return (0, value, "") if isinstance(value, (int, np.integer)) else (1, 0, str(value))
-
-
-def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
-    """Classic ``samples/coco/coco.py`` helper: COCO result dicts for ONE image's detections.
-
-    Args:
-        dataset: a prepared :class:`CocoDataset` (maps ids back to the json's).
-        image_ids: a sequence of one json (COCO) image id, as the classic ``evaluate_coco``
-            passed ``coco_image_ids[i:i + 1]``; empty gives ``[]``.
-        rois: ``[N, (y1, x1, y2, x2)]`` pixels; class_ids ``[N]`` internal ids; scores ``[N]``;
-            masks ``[H, W, N]`` (bool or uint8) at the original image size.
-
-    Returns:
-        list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score", "segmentation"}``
-        with the json's image and category ids (as a COCO submission needs) and compressed RLE
-        with str counts.
-    """
-    from mrcnn.eval.coco_eval import build_coco_results as build_results
-
-    image_ids = list(image_ids)
-    if not image_ids:
-        return []
-    if len(image_ids) != 1:
-        raise ValueError(
-            f"build_coco_results: the detections are of one image, so pass one image id, got "
-            f"{len(image_ids)}; call it once per image")
-    sources = sorted(dataset.__dict__.get("_coco_sources", ())) or ["coco"]
-    internal_id = None
-    for source in sources:
-        key = f"{source}.{image_ids[0]}"
-        if key in dataset.image_from_source_map:
-            internal_id = dataset.image_from_source_map[key]
-            break
-    if internal_id is None:
-        raise ValueError(f"build_coco_results: COCO image id {image_ids[0]!r} is not an image "
-                         f"of this dataset (sources {sources})")
-    prediction = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
-    return build_results([internal_id], [prediction], dataset=dataset, use_source_ids=True)

@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from mrcnn.data.transforms import resize
+from mrcnn.ops.resize import resize
 from mrcnn.ops.boxes import box_refinement, compute_overlaps
 
 __all__ = ["generate_random_rois", "build_detection_targets"]

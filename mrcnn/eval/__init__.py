@@ -14,7 +14,7 @@ from mrcnn.eval.coco_eval import (
     COCO_METRIC_NAMES,
     CocoMetrics,
     build_coco_ground_truth,
-    build_coco_results,
+    detections_to_coco_results,
     evaluate_coco,
     evaluate_coco_results,
 )
@@ -29,7 +29,7 @@ __all__ = [
     "COCO_METRIC_NAMES",
     "CocoMetrics",
     "build_coco_ground_truth",
-    "build_coco_results",
+    "detections_to_coco_results",
     "evaluate_coco",
     "evaluate_coco_results",
 ]

@@ -8,7 +8,8 @@ all-point interpolation, classes pooled); see ``docs/evaluation.md``.
 
 Entry point: :func:`evaluate_coco` (a :class:`~mrcnn.data.dataset.Dataset` plus one
 ``MaskRCNN.detect`` result per image). It builds the pycocotools objects with
-:func:`build_coco_ground_truth` and :func:`build_coco_results` and scores them with
+:func:`build_coco_ground_truth` and :func:`detections_to_coco_results` and scores them
+with
 :func:`evaluate_coco_results`; all three are public, for users who want the pycocotools objects
 themselves (e.g. to dump a results json) or who evaluate against another ground truth (e.g. an
 official COCO annotation json).
@@ -43,7 +44,7 @@ __all__ = [
     "COCO_METRIC_NAMES",
     "CocoMetrics",
     "build_coco_ground_truth",
-    "build_coco_results",
+    "detections_to_coco_results",
     "evaluate_coco",
     "evaluate_coco_results",
 ]
@@ -262,7 +263,7 @@ def build_coco_ground_truth(dataset, image_ids=None, use_source_ids=False):
     return coco
 
 
-def build_coco_results(image_ids, predictions, dataset=None, use_source_ids=False,
+def detections_to_coco_results(image_ids, predictions, dataset=None, use_source_ids=False,
                        image_shapes=None):
     """COCO result dicts from ``MaskRCNN.detect`` outputs.
 
@@ -402,7 +403,8 @@ def evaluate_coco_results(coco_gt, results, iou_types=("bbox", "segm"), image_id
             :func:`build_coco_ground_truth` or a COCO json). Annotations need ``area``, ``bbox``
             and ``segmentation`` for both IoU types; ``iscrowd=1`` ones are ignored regions.
         results: list of COCO result dicts ``{"image_id", "category_id", "score", "bbox":
-            [x, y, w, h] pixels, "segmentation": RLE}`` (:func:`build_coco_results`), with the
+            [x, y, w, h] pixels, "segmentation": RLE}``
+            (:func:`detections_to_coco_results`), with the
             ids of ``coco_gt``. Not modified (pycocotools writes into copies). May be empty.
         iou_types: "bbox", "segm" or a sequence of them.
         image_ids: COCO image ids evaluated (default: all images of ``coco_gt``); their ground
@@ -505,7 +507,7 @@ def evaluate_coco(dataset, predictions, image_ids=None, iou_types=("bbox", "segm
     coco_gt = build_coco_ground_truth(dataset, image_ids, use_source_ids=use_source_ids)
     coco_image_ids = [image["id"] for image in coco_gt.dataset["images"]]
     image_shapes = [(image["height"], image["width"]) for image in coco_gt.dataset["images"]]
-    results = build_coco_results(image_ids, predictions, dataset=dataset,
+    results = detections_to_coco_results(image_ids, predictions, dataset=dataset,
                                  use_source_ids=use_source_ids, image_shapes=image_shapes)
 
     return evaluate_coco_results(coco_gt, results, iou_types=iou_types,

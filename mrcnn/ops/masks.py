@@ -16,7 +16,7 @@ import logging
 import cv2
 import numpy as np
 
-from mrcnn.data.transforms import resize
+from mrcnn.ops.resize import resize
 
 __all__ = ["extract_bboxes", "compute_overlaps_masks", "minimize_mask", "expand_mask",
            "unmold_mask", "paste_masks"]

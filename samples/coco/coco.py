@@ -39,7 +39,8 @@ from mrcnn.cli import add_weights_argument, default_layers, load_weights_spec, \
     require_dataset_dir
 from mrcnn.config import Config
 from mrcnn.data.coco import CocoDataset as _CocoDatasetBase
-from mrcnn.data.coco import build_coco_results, read_coco_json, validate_coco_dict
+from mrcnn.data.coco import read_coco_json, validate_coco_dict
+from mrcnn.eval.coco_eval import detections_to_coco_results
 
 __all__ = ["CocoConfig", "CocoInferenceConfig", "CocoDataset", "CocoDownloadError",
            "TrainingStage", "build_coco_results", "build_schedule", "classic_schedule",
@@ -319,6 +320,44 @@ def train(config, dataset_train, dataset_val, model_dir=DEFAULT_LOGS_DIR, weight
 
 # ------------------------------------------------------------------ Evaluation
 
+def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
+    """Classic helper: COCO result dicts for ONE image's detections (the package's general form
+    is :func:`mrcnn.eval.coco_eval.detections_to_coco_results`, any number of images).
+
+    Args:
+        dataset: a prepared :class:`CocoDataset` (maps ids back to the json's).
+        image_ids: a sequence of one json (COCO) image id, as the classic ``evaluate_coco``
+            passed ``coco_image_ids[i:i + 1]``; empty gives ``[]``.
+        rois: ``[N, (y1, x1, y2, x2)]`` pixels; class_ids ``[N]`` internal ids; scores ``[N]``;
+            masks ``[H, W, N]`` (bool or uint8) at the original image size.
+
+    Returns:
+        list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score", "segmentation"}``
+        with the json's image and category ids (as a COCO submission needs) and compressed RLE
+        with str counts.
+    """
+    image_ids = list(image_ids)
+    if not image_ids:
+        return []
+    if len(image_ids) != 1:
+        raise ValueError(
+            f"build_coco_results: the detections are of one image, so pass one image id, got "
+            f"{len(image_ids)}; call it once per image")
+    sources = sorted(dataset.__dict__.get("_coco_sources", ())) or ["coco"]
+    internal_id = None
+    for source in sources:
+        key = f"{source}.{image_ids[0]}"
+        if key in dataset.image_from_source_map:
+            internal_id = dataset.image_from_source_map[key]
+            break
+    if internal_id is None:
+        raise ValueError(f"build_coco_results: COCO image id {image_ids[0]!r} is not an image "
+                         f"of this dataset (sources {sources})")
+    prediction = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
+    return detections_to_coco_results([internal_id], [prediction], dataset=dataset,
+                                      use_source_ids=True)
+
+
 def _has_eval_fields(coco, coco_image_ids):
     """Whether the json's own annotations can serve as COCOeval ground truth."""
     for image_id in coco_image_ids:
@@ -375,7 +414,6 @@ def evaluate(model, dataset, coco=None, limit=0, image_ids=None, iou_types=("bbo
         dict ``{iou_type: CocoMetrics}`` ("AP", "AP50", "AP75", "APs", "APm", "APl", AR ...).
     """
     from mrcnn.eval.coco_eval import build_coco_ground_truth
-    from mrcnn.eval.coco_eval import build_coco_results as build_results
 
     image_ids = [int(i) for i in (dataset.image_ids if image_ids is None else image_ids)]
     if limit:
@@ -393,9 +431,9 @@ def evaluate(model, dataset, coco=None, limit=0, image_ids=None, iou_types=("bbo
         predictions = model.detect(images, verbose=0)
         t_prediction += time.time() - t
         # Encode each batch right away: full-size masks of many images do not fit in memory.
-        results.extend(build_results(chunk, predictions, dataset=dataset,
-                                     use_source_ids=use_source_ids,
-                                     image_shapes=[im.shape[:2] for im in images]))
+        results.extend(detections_to_coco_results(
+            chunk, predictions, dataset=dataset, use_source_ids=use_source_ids,
+            image_shapes=[im.shape[:2] for im in images]))
 
     coco_image_ids = [_coco_id(dataset, i, use_source_ids) for i in image_ids]
     if coco is not None and _has_eval_fields(coco, coco_image_ids):

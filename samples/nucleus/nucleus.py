@@ -52,7 +52,7 @@ from mrcnn.data.rle import SUBMISSION_HEADER, mask_to_rle, rle_decode, rle_encod
 
 __all__ = [
     "DEFAULT_VAL_FRACTION", "TRAIN_FOLDER", "NucleusConfig", "NucleusInferenceConfig",
-    "NucleusCPUConfig", "NucleusCPUInferenceConfig", "make_config", "NucleusDataset",
+    "NucleusCPUConfig", "NucleusCPUInferenceConfig", "make_config", "NucleusDataset", "load_dataset",
     "resolve_subset_dir", "list_image_ids", "split_image_ids", "nucleus_augmentation",
     "train_nucleus", "detect_nucleus", "evaluate_nucleus",
     "build_parser", "main", "rle_encode", "rle_decode", "mask_to_rle",
@@ -396,7 +396,14 @@ class NucleusDataset(Dataset):
         return super().image_reference(image_id)
 
 
-def _load_dataset(dataset_dir, subset, val_fraction=DEFAULT_VAL_FRACTION, image_ids=None):
+def load_dataset(dataset_dir, subset, val_fraction=DEFAULT_VAL_FRACTION, image_ids=None):
+    """A prepared :class:`NucleusDataset` of one split of a folder: ``subset`` "train" or "val"
+    (the deterministic :func:`split_image_ids` of the annotated folder), or any subfolder name
+    (see :meth:`NucleusDataset.load_nucleus`); ``image_ids`` keeps only those folders.
+
+    The one loader of the command line, ``scripts/nucleus_probe.py``,
+    ``scripts/nucleus_holdout.py`` and the tests.
+    """
     dataset = NucleusDataset()
     dataset.load_nucleus(dataset_dir, subset, image_ids=image_ids, val_fraction=val_fraction)
     dataset.prepare()
@@ -610,8 +617,8 @@ def main(argv=None):
     print(f"Command: {args.command}  dataset: {args.dataset}  weights: {weights}  "
           f"config: {args.config}  logs: {args.logs}")
     if args.command == "train":
-        train_set = _load_dataset(args.dataset, args.subset or "train", args.val_fraction)
-        val_set = _load_dataset(args.dataset, "val", args.val_fraction)
+        train_set = load_dataset(args.dataset, args.subset or "train", args.val_fraction)
+        val_set = load_dataset(args.dataset, "val", args.val_fraction)
         config = make_config(args.config, "training", train_images=train_set.num_images,
                              val_images=val_set.num_images)
         config.display()
@@ -622,7 +629,7 @@ def main(argv=None):
                              learning_rate=args.learning_rate,
                              augmentation=not args.no_augmentation, minutes=args.minutes)
 
-    dataset = _load_dataset(args.dataset, args.subset or "val", args.val_fraction)
+    dataset = load_dataset(args.dataset, args.subset or "val", args.val_fraction)
     config = make_config(args.config, "inference")
     config.display()
     model = MaskRCNN(mode="inference", config=config, model_dir=args.logs)

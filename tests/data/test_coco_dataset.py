@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from mrcnn.data.coco import CocoDataset, CocoFormatError, build_coco_results
+from mrcnn.data.coco import CocoDataset, CocoFormatError
+from samples.coco.coco import build_coco_results
 from mrcnn.eval.coco_eval import evaluate_coco
 from mrcnn.ops.masks import extract_bboxes
 

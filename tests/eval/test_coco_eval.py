@@ -12,7 +12,7 @@ from mrcnn.data.dataset import Dataset
 from mrcnn.eval.coco_eval import (
     COCO_METRIC_NAMES,
     build_coco_ground_truth,
-    build_coco_results,
+    detections_to_coco_results,
     evaluate_coco,
     evaluate_coco_results,
 )
@@ -214,7 +214,7 @@ def test_ground_truth_annotations():
 
 def test_results_are_json_ready_and_use_rois_for_boxes():
     p = detection([rect(5, 6, 15, 26)], [2], [0.75], rois=np.array([[4, 6, 16, 30]]))
-    results = build_coco_results([3], [p])
+    results = detections_to_coco_results([3], [p])
     assert len(results) == 1
     r = results[0]
     assert r["image_id"] == 3 and r["category_id"] == 2 and r["score"] == pytest.approx(0.75)
@@ -299,14 +299,14 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="class id 0"):
         evaluate_coco(dataset, [bad, predictions[1]])
     with pytest.raises(ValueError, match="missing key"):
-        build_coco_results([0], [{"rois": np.zeros((0, 4))}])
+        detections_to_coco_results([0], [{"rois": np.zeros((0, 4))}])
 
 
 def test_evaluate_coco_results_matches_evaluate_coco_and_leaves_results_alone():
     dataset = MemoryDataset(SCENES)
     predictions = perturbed_predictions()
     gt = build_coco_ground_truth(dataset)
-    results = build_coco_results(dataset.image_ids, predictions, dataset=dataset)
+    results = detections_to_coco_results(dataset.image_ids, predictions, dataset=dataset)
     before = copy.deepcopy(results)
     metrics = evaluate_coco_results(gt, results)
     expected = evaluate_coco(dataset, predictions)
@@ -322,7 +322,7 @@ def test_evaluate_coco_results_restricts_images_and_categories():
     dataset = MemoryDataset(SCENES)
     predictions = perturbed_predictions(seed=2)
     gt = build_coco_ground_truth(dataset)
-    results = build_coco_results(dataset.image_ids, predictions, dataset=dataset)
+    results = detections_to_coco_results(dataset.image_ids, predictions, dataset=dataset)
     # Results on images outside image_ids are ignored: same as evaluating those images alone.
     subset = evaluate_coco_results(gt, results, iou_types="segm", image_ids=[0, 1])
     alone = evaluate_coco(dataset, predictions[:2], image_ids=[0, 1], iou_types="segm")
@@ -332,7 +332,7 @@ def test_evaluate_coco_results_restricts_images_and_categories():
     # Perfect detections of class 1 only: class 2 has AP 0, so the mean over both is 0.5.
     perfect = [detection([m for m, c in zip(ms, cs) if c == 1], [1] * cs.count(1),
                          np.ones(cs.count(1))) for ms, cs in SCENES]
-    results = build_coco_results(dataset.image_ids, perfect, dataset=dataset)
+    results = detections_to_coco_results(dataset.image_ids, perfect, dataset=dataset)
     both = evaluate_coco_results(gt, results, iou_types=("bbox",))
     only_1 = evaluate_coco_results(gt, results, iou_types=("bbox",), category_ids=[1])
     assert both["bbox"]["AP"] == pytest.approx(0.5)

@@ -82,10 +82,10 @@ def test_images_and_masks_of_three_real_images(root, three_ids, three):
 
 def test_split_is_deterministic_disjoint_and_complete(root):
     all_ids = sorted(p.name for p in (root / "stage1_train").iterdir() if p.is_dir())
-    train = nucleus.NucleusDataset()
-    train.load_nucleus(root, "train")
-    val = nucleus.NucleusDataset()
-    val.load_nucleus(root, "val")
+    # the public "train or val split of a folder" loader of the CLI and the scripts
+    train = nucleus.load_dataset(root, "train")
+    val = nucleus.load_dataset(root, "val")
+    assert train.num_images == len(train.image_info)  # prepared
     train_ids = [info["id"] for info in train.image_info]
     val_ids = [info["id"] for info in val.image_info]
     assert not set(train_ids) & set(val_ids)
