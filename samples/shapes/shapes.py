@@ -301,7 +301,7 @@ def _resolve_weights(model, weights):
 
 def train_shapes(config=None, logs="./logs", epochs=10, steps=None, train_images=500,
                  val_images=50, seed=0, weights=None, layers="all", minutes=None,
-                 callbacks=None):
+                 callbacks=None, total_steps=None):
     """Train Mask R-CNN on generated shapes; returns the training ``MaskRCNN``.
 
     Args:
@@ -315,6 +315,9 @@ def train_shapes(config=None, logs="./logs", epochs=10, steps=None, train_images
         layers: regex or preset passed to ``MaskRCNN.train``.
         minutes: stop training after this many minutes (the last checkpoint is still written).
         callbacks: extra Keras callbacks.
+        total_steps: train exactly this many steps (``epochs`` becomes enough epochs for them),
+            printing the expected time after the first steps and the time left at each epoch
+            (:class:`mrcnn.model.progress.StepBudget`); ``minutes`` then only caps it.
     """
     from mrcnn.model.maskrcnn import MaskRCNN
 
@@ -329,12 +332,18 @@ def train_shapes(config=None, logs="./logs", epochs=10, steps=None, train_images
         path = _resolve_weights(model, weights)
         print(f"Loading weights {path}")
         model.load_weights(path, by_name=True)
-    print(f"Training on {train_images} images ({config.STEPS_PER_EPOCH} steps of "
-          f"{config.BATCH_SIZE}) up to epoch {epochs}; logs in {model.log_dir}")
-    from mrcnn.model.training import TimeLimit
     callbacks = list(callbacks or [])
-    if minutes:
+    if total_steps:
+        from mrcnn.model.progress import StepBudget
+        epochs = model.epoch + -(-int(total_steps) // int(config.STEPS_PER_EPOCH))
+        callbacks.append(StepBudget(int(total_steps), minutes=minutes or None))
+    elif minutes:
+        from mrcnn.model.training import TimeLimit
         callbacks.append(TimeLimit(minutes))
+    print(f"Training on {train_images} images ({config.STEPS_PER_EPOCH} steps of "
+          f"{config.BATCH_SIZE}) up to epoch {epochs}"
+          + (f", {total_steps} steps in all" if total_steps else "")
+          + f"; logs in {model.log_dir}")
     model.train(train_set, val_set, learning_rate=config.LEARNING_RATE, epochs=epochs,
                 layers=layers, custom_callbacks=callbacks, seed=seed)
     return model
@@ -475,6 +484,8 @@ def build_parser():
                         help="steps per epoch (default: the config's STEPS_PER_EPOCH)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop training after this many minutes (checkpoint kept)")
+    parser.add_argument("--total-steps", type=int, default=None,
+                        help="train exactly this many steps (epochs follow), with the time left")
     parser.add_argument("--train-images", type=int, default=500)
     parser.add_argument("--val-images", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated images")
@@ -503,7 +514,7 @@ def main(argv=None):
         config.display()
         train_shapes(config, logs=args.logs, epochs=args.epochs, train_images=args.train_images,
                      val_images=args.val_images, seed=args.seed, weights=args.weights,
-                     minutes=args.minutes)
+                     minutes=args.minutes, total_steps=args.total_steps)
         if args.command == "train":
             return None
     # After training in demo, "last" is the checkpoint just written.
