@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mrcnn.data.dataset import Dataset, ImageLoadError
 
-__all__ = ["ViaDataset", "read_via_annotations", "region_mask"]
+__all__ = ["ViaDataset", "entry_image", "read_via_annotations", "region_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +154,22 @@ def region_mask(shape, height, width):
 
 
 
+def entry_image(json_path, image_dir, entry):
+    """(path, height, width) of one :func:`read_via_annotations` entry's image in ``image_dir``;
+    the size from the entry, else from the file's header. Errors name the json and the image."""
+    path = os.path.join(image_dir, entry["filename"])
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{json_path}: image {entry['filename']!r} not found at {path}")
+    height, width = entry["height"], entry["width"]
+    if height is None or width is None:
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise ImageLoadError(f"{json_path}: cannot read image {path}: {exc}") from exc
+    return path, height, width
+
+
 class ViaDataset(Dataset):
     """Any VIA json (module doc) as a :class:`~mrcnn.data.dataset.Dataset`.
 
@@ -201,17 +217,7 @@ class ViaDataset(Dataset):
             self.add_class(source, k, name)
         class_of = {name: k for k, name in enumerate(names, start=1)}
         for entry, entry_labels in zip(entries, labels):
-            path = os.path.join(image_dir, entry["filename"])
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{json_path}: image {entry['filename']!r} not found at "
-                                        f"{path}")
-            height, width = entry["height"], entry["width"]
-            if height is None or width is None:
-                try:
-                    with Image.open(path) as im:
-                        width, height = im.size
-                except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-                    raise ImageLoadError(f"{json_path}: cannot read image {path}: {exc}") from exc
+            path, height, width = entry_image(json_path, image_dir, entry)
             self.add_image(source, image_id=entry["filename"], path=path, width=width,
                            height=height, via_shapes=entry["shapes"],
                            via_classes=[class_of[label] for label in entry_labels])

@@ -35,11 +35,11 @@ import logging
 import os
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mrcnn.config import Config
-from mrcnn.data.dataset import Dataset, ImageLoadError, load_image_file
-from mrcnn.data.via import read_via_annotations, region_mask
+from mrcnn.data.dataset import Dataset, load_image_file
+from mrcnn.data.via import entry_image, read_via_annotations, region_mask
 
 __all__ = [
     "BalloonConfig", "BalloonInferenceConfig", "BalloonDataset", "read_via_annotations",
@@ -100,17 +100,7 @@ class BalloonDataset(Dataset):
             raise FileNotFoundError(f"subset {subset!r}: folder {folder} not found")
         json_path = os.path.join(folder, annotation_file)
         for entry in read_via_annotations(json_path):
-            path = os.path.join(folder, entry["filename"])
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{json_path}: image {entry['filename']!r} not found at "
-                                        f"{path}")
-            height, width = entry["height"], entry["width"]
-            if height is None or width is None:
-                try:
-                    with Image.open(path) as im:
-                        width, height = im.size
-                except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-                    raise ImageLoadError(f"{json_path}: cannot read image {path}: {exc}") from exc
+            path, height, width = entry_image(json_path, folder, entry)
             self.add_image("balloon", image_id=entry["filename"], path=path, width=width,
                            height=height, polygons=entry["shapes"])
 
