@@ -192,7 +192,7 @@ def test_display_lists_attributes(capsys):
     assert names == sorted(names)
     assert "validate" not in names and "display" not in names
     # Every classic attribute and our documented extension, nothing else, exactly once.
-    extensions = {"TRAIN_ROIS_INCLUDE_GT", "BATCH_NORM_MOMENTUM"}
+    extensions = {"TRAIN_ROIS_INCLUDE_GT", "BATCH_NORM_MOMENTUM", "CLASS_WEIGHTS"}
     assert names == sorted({*CLASSIC_DEFAULTS, *ARRAY_DEFAULTS, *DERIVED, *extensions})
     assert f"{'TRAIN_ROIS_INCLUDE_GT':30} False" in lines
     assert f"{'BATCH_NORM_MOMENTUM':30} 0.99" in lines
