@@ -41,9 +41,15 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def exported(tiny_model, tmp_path_factory):
-    """(model, SavedModel folder)."""
-    export_dir = tmp_path_factory.mktemp("export") / "saved_model"
-    tiny_model.export(export_dir)
+    """(model, SavedModel folder), written by the command line from the model's saved weights."""
+    from mrcnn.export.__main__ import main
+
+    work = tmp_path_factory.mktemp("export")
+    weights = work / "tiny.h5"
+    tiny_model.save_weights(str(weights))
+    export_dir = work / "saved_model"
+    assert main(["--config", tiny_config_spec(), "--weights", str(weights), "--output",
+                 str(export_dir), "--logs", str(work)]) == 0
     return tiny_model, export_dir
 
 
