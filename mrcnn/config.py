@@ -34,6 +34,8 @@ _IMAGE_META_FIXED_SIZE = 1 + 3 + 3 + 4 + 1
 
 _RESIZE_MODES = ("none", "square", "pad64", "crop")
 _BACKBONES = ("resnet50", "resnet101")
+# mirrored by mrcnn.model.precision.POLICIES
+_POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 _LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
                "mrcnn_bbox_loss", "mrcnn_mask_loss")
 _POSITIVE_COUNTS = (
@@ -215,6 +217,18 @@ class Config:
     # Global gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
 
+    # Not classic (docs/distributed.md): Keras dtype policy of the model, None (the Keras global
+    # policy), "float32", "mixed_float16" (with loss scaling) or "mixed_bfloat16".
+    MIXED_PRECISION = None
+
+    # Not classic: with TRAIN_BN = None, normalise with the moments of the global batch across
+    # tf.distribute replicas (synchronised BatchNorm) instead of each replica's own images.
+    SYNC_BATCH_NORM = False
+
+    # Not classic: compile the training step with XLA (jit_compile=True), using XLA-compatible
+    # RoIAlign and NMS; what a TPU needs.
+    XLA = False
+
     def __init__(self):
         self._unbind_callables()
         self.validate()
@@ -304,6 +318,13 @@ class Config:
             raise ValueError(f"Config.CLASS_WEIGHTS must be None or a list of NUM_CLASSES="
                              f"{self.NUM_CLASSES} non-negative numbers (background first, not "
                              f"all 0), got {class_weights!r}")
+        if self.MIXED_PRECISION not in _POLICIES:
+            raise ValueError(f"Config.MIXED_PRECISION must be one of {_POLICIES}, "
+                             f"got {self.MIXED_PRECISION!r}")
+        for name in ("XLA", "SYNC_BATCH_NORM"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"Config.{name} must be True or False, "
+                                 f"got {getattr(self, name)!r}")
 
         weights = self.LOSS_WEIGHTS
         if not isinstance(weights, dict) or set(weights) != set(_LOSS_NAMES):

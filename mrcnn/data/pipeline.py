@@ -340,13 +340,28 @@ def _check_seed(seed, where):
     return int(seed)
 
 
+def _shard_positions(n, shard):
+    """Epoch positions one input shard reads: all ``n``, or ``index::num_shards``."""
+    if shard is None:
+        return np.arange(n)
+    num_shards, index = (int(v) for v in shard)
+    if not 0 <= index < num_shards:
+        raise ValueError(f"make_training_dataset: shard index must be in [0, {num_shards}), "
+                         f"got shard={shard!r}")
+    if num_shards > n:
+        raise ValueError(f"make_training_dataset: {num_shards} input shards (workers) need at "
+                         f"least as many images, the dataset has {n}")
+    return np.arange(index, n, num_shards)
+
+
 #: Batches the training pipeline keeps ready ahead of the model.
 PREFETCH_BATCHES = 4
 
 
 def make_training_dataset(dataset, config, anchors_normalized, anchors_pixels, shuffle=True,
                           augmentation=None, no_augmentation_sources=None, seed=0, repeat=True,
-                          num_parallel_calls=None, skip_empty=False):
+                          num_parallel_calls=None, skip_empty=False, batch_size=None,
+                          shard=None):
     """A ``tf.data.Dataset`` of training batches, built in parallel and reproducibly.
 
     Element ``k`` of the stream is position ``k % n`` of epoch ``k // n`` (``n`` images). Each
@@ -368,6 +383,11 @@ def make_training_dataset(dataset, config, anchors_normalized, anchors_pixels, s
         repeat: True: endless stream of epochs; False: one epoch.
         num_parallel_calls: parallel map width; None: the number of CPUs.
         skip_empty: drop images without positive instances (as the classic generator).
+        batch_size: images per batch; None: ``config.BATCH_SIZE`` (under ``tf.distribute``,
+            the per-replica batch).
+        shard: None, or ``(num_shards, index)``: read only positions ``index, index +
+            num_shards, ...`` of each epoch's permutation (one worker's distinct share of the
+            image ids in multi-worker training; all workers must use the same ``seed``).
 
     Returns:
         ``tf.data.Dataset`` of dicts with :attr:`TrainingInputs.BATCH_KEYS`; every value has the
@@ -398,7 +418,8 @@ def make_training_dataset(dataset, config, anchors_normalized, anchors_pixels, s
     n = int(image_ids.shape[0])
     if n == 0:
         raise ValueError("make_training_dataset: the dataset has no images")
-    batch_size = int(config.BATCH_SIZE)
+    batch_size = int(config.BATCH_SIZE if batch_size is None else batch_size)
+    positions = _shard_positions(n, shard)
     num_anchors = anchors_pixels.shape[0]
     specs = TrainingInputs.specs(config, num_anchors)
     keys = TrainingInputs.KEYS
@@ -406,7 +427,8 @@ def make_training_dataset(dataset, config, anchors_normalized, anchors_pixels, s
     order = _EpochOrder(image_ids, shuffle, seed)
 
     def load(k):
-        epoch, position = divmod(int(k), n)
+        epoch, j = divmod(int(k), positions.shape[0])
+        position = int(positions[j])
         image_id = int(order(epoch)[position])
         rng = np.random.default_rng([seed, epoch, position])
         try:
@@ -435,7 +457,7 @@ def make_training_dataset(dataset, config, anchors_normalized, anchors_pixels, s
         keep.set_shape(())
         return out, keep
 
-    counter = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(n)
+    counter = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(positions.shape[0])
     parallel = (os.cpu_count() or 2) if num_parallel_calls is None else int(num_parallel_calls)
     ds = counter.map(to_dict, num_parallel_calls=parallel, deterministic=True)
     if skip_empty:

@@ -19,6 +19,7 @@ import tensorflow as tf
 from mrcnn.data.image_meta import parse_image_meta_graph
 from mrcnn.model.proposal import _iou_threshold, _positive_int, _std_dev
 from mrcnn.ops.boxes import apply_box_deltas_tf, clip_boxes_tf, norm_boxes_tf
+from mrcnn.model.precision import Float32Layer
 
 __all__ = ["DetectionLayer", "DetectionBoxes"]
 
@@ -36,7 +37,7 @@ def _confidence(value):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class DetectionLayer(keras.layers.Layer):
+class DetectionLayer(Float32Layer):
     """Turn classified, box-refined ROIs into a fixed-length list of detections per image.
 
     Args:
@@ -160,7 +161,7 @@ class DetectionLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class DetectionBoxes(keras.layers.Layer):
+class DetectionBoxes(Float32Layer):
     """detections [B, N, 6] -> their boxes [B, N, 4] (normalized y1, x1, y2, x2; zero-padded).
 
     Feeds the mask head at inference. No gradient: detections are the end of the graph.

@@ -48,7 +48,9 @@ def build_feature_pyramid(input_image, config):
 
 def build_heads(rois, input_image_meta, mrcnn_feature_maps, config):
     """RoIAlign + classifier/box head on ``rois`` [B, R, 4] normalized."""
-    pooled = PyramidROIAlign([config.POOL_SIZE, config.POOL_SIZE], name="roi_align_classifier")(
+    pooled = PyramidROIAlign([config.POOL_SIZE, config.POOL_SIZE],
+                             xla_compatible=getattr(config, "XLA", False),
+                             name="roi_align_classifier")(
         [rois, input_image_meta] + mrcnn_feature_maps)
     return fpn_classifier_graph(pooled, config.NUM_CLASSES,
                                 fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
@@ -59,6 +61,7 @@ def build_heads(rois, input_image_meta, mrcnn_feature_maps, config):
 def build_mask_head(rois, input_image_meta, mrcnn_feature_maps, config):
     """RoIAlign + mask head on ``rois`` [B, R, 4] normalized -> [B, R, 2m, 2m, NUM_CLASSES]."""
     pooled = PyramidROIAlign([config.MASK_POOL_SIZE, config.MASK_POOL_SIZE],
+                             xla_compatible=getattr(config, "XLA", False),
                              name="roi_align_mask")([rois, input_image_meta] + mrcnn_feature_maps)
     return build_fpn_mask_graph(pooled, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
                                 bn_momentum=config.BATCH_NORM_MOMENTUM)

@@ -10,6 +10,9 @@ Smooth L1 is the classic one (sigma 1): ``0.5 d^2`` where ``|d| < 1``, else ``|d
 import keras
 import tensorflow as tf
 
+from mrcnn.model.distribution import global_count
+from mrcnn.model.precision import Float32Layer
+
 __all__ = [
     "LOSS_NAMES",
     "smooth_l1",
@@ -38,8 +41,13 @@ def _f32(x):
 
 
 def _mean(total, count):
-    """total / count, 0 when count is 0."""
-    return tf.math.divide_no_nan(total, _f32(count))
+    """total / count, 0 when count is 0; under tf.distribute ``count`` is the replicas' mean.
+
+    With ``n`` replicas each loss is ``total_r / mean_r(count_r)``; the training step divides by
+    ``n`` and the gradient all-reduce sums, which gives ``sum(total) / sum(count)``: the average
+    over the global batch, as one replica with all the images computes it.
+    """
+    return tf.math.divide_no_nan(total, global_count(count))
 
 
 def smooth_l1(y_true, y_pred):
@@ -135,7 +143,7 @@ def mrcnn_class_loss(target_class_ids, pred_class_logits, active_class_ids, rois
     if class_weights is not None:
         weight = weight * tf.gather(tf.constant(class_weights, tf.float32), target_class_ids)
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target_class_ids, logits=logits)
-    return tf.math.divide_no_nan(tf.reduce_sum(ce * weight), tf.reduce_sum(weight))
+    return _mean(tf.reduce_sum(ce * weight), tf.reduce_sum(weight))
 
 
 def mrcnn_bbox_loss(target_bbox, target_class_ids, pred_bbox):
@@ -183,10 +191,10 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
     bce = -(target_masks * tf.math.log(pred) + (1.0 - target_masks) * tf.math.log(1.0 - pred))
     bce = bce * positive[:, :, tf.newaxis, tf.newaxis]
     pixels = tf.reduce_sum(positive) * _f32(tf.shape(pred)[2] * tf.shape(pred)[3])
-    return tf.math.divide_no_nan(tf.reduce_sum(bce), pixels)
+    return _mean(tf.reduce_sum(bce), pixels)
 
 
-class _LossLayer(keras.layers.Layer):
+class _LossLayer(Float32Layer):
     """A layer that evaluates one loss function on a list of inputs; output shape ()."""
 
     _fn = None

@@ -63,10 +63,20 @@ class MaskRCNN:
     # ------------------------------------------------------------------ graph
     def build(self, mode, config):
         """Build the Keras model for ``mode``; returns it (also stored as ``keras_model``)."""
-        if mode == "training":
-            from mrcnn.model.training import build_training_model
-            return build_training_model(config)
-        return build_inference_model(config)
+        from mrcnn.model import distribution, precision
+        # MIXED_PRECISION sets the Keras dtype policy of the layers built here (None: global).
+        with precision.policy_scope(getattr(config, "MIXED_PRECISION", None)):
+            if mode == "training":
+                from mrcnn.model.training import build_training_model
+                # Under a tf.distribute scope, or GPU_COUNT > 1: a data-parallel model.
+                with distribution.training_scope(config) as strategy:
+                    self.strategy = strategy
+                    model = build_training_model(config)
+                if getattr(config, "SYNC_BATCH_NORM", False) and config.TRAIN_BN is None:
+                    distribution.synchronize_batch_norm(model)
+                return model
+            self.strategy = None
+            return build_inference_model(config)
 
     # ---------------------------------------------------------------- anchors
     def get_anchors(self, image_shape):
@@ -170,7 +180,8 @@ class MaskRCNN:
                 class_ids = tf.cast(detections[..., 4], tf.int32)
                 masks = tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3])
                 masks = tf.gather(masks, class_ids, axis=2, batch_dims=2)
-                return detections, masks
+                # float32 under mixed precision too: detect() returns the classic dtypes.
+                return tf.cast(detections, tf.float32), tf.cast(masks, tf.float32)
 
             self._predict_fn = predict
         detections, masks = self._predict_fn(molded_images, image_metas, anchors)

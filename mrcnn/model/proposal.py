@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.ops.boxes import apply_box_deltas_tf, clip_boxes_tf
+from mrcnn.model.precision import Float32Layer
 
 __all__ = ["ProposalLayer"]
 
@@ -49,7 +50,7 @@ def _std_dev(name, value):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class ProposalLayer(keras.layers.Layer):
+class ProposalLayer(Float32Layer):
     """Select RPN proposals: top-k by foreground score, decode, clip, NMS, pad.
 
     Args:

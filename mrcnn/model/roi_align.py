@@ -18,6 +18,8 @@ import keras
 import tensorflow as tf
 
 from mrcnn.data.image_meta import parse_image_meta_graph
+from mrcnn.model.precision import Float32Layer
+from mrcnn.model.xla_ops import multilevel_crop_and_resize
 
 __all__ = ["PyramidROIAlign", "roi_pyramid_level"]
 
@@ -76,7 +78,7 @@ def _pool_shape(value):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class PyramidROIAlign(keras.layers.Layer):
+class PyramidROIAlign(Float32Layer):
     """Crop and resize each box from the FPN level that fits its size.
 
     Args:
@@ -101,9 +103,11 @@ class PyramidROIAlign(keras.layers.Layer):
         ...     [rois, image_meta, p2, p3, p4, p5])  # [B, R, 7, 7, 256]
     """
 
-    def __init__(self, pool_shape, **kwargs):
+    def __init__(self, pool_shape, xla_compatible=False, **kwargs):
         super().__init__(**kwargs)
         self.pool_shape = _pool_shape(pool_shape)
+        # One gather over all levels, static shapes (mrcnn.model.xla_ops): compiles with XLA.
+        self.xla_compatible = bool(xla_compatible)
 
     @staticmethod
     def _check_inputs(inputs):
@@ -125,6 +129,10 @@ class PyramidROIAlign(keras.layers.Layer):
         boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))
         image_shape = parse_image_meta_graph(image_meta)["image_shape"][0]
         levels = roi_pyramid_level(boxes, image_shape[0] * image_shape[1])  # [B, R]
+        if self.xla_compatible:
+            pooled = multilevel_crop_and_resize(feature_maps, boxes, levels - _LEVELS[0],
+                                                self.pool_shape)
+            return tf.cast(pooled, feature_maps[0].dtype)
 
         crops, positions = [], []
         for level, feature_map in zip(_LEVELS, feature_maps):
@@ -154,4 +162,5 @@ class PyramidROIAlign(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["pool_shape"] = list(self.pool_shape)
+        config["xla_compatible"] = self.xla_compatible
         return config

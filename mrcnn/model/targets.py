@@ -18,6 +18,8 @@ import tensorflow as tf
 
 from mrcnn.model.proposal import _iou_threshold, _positive_int, _std_dev
 from mrcnn.ops.boxes import box_refinement_tf, compute_overlaps_tf, norm_boxes_tf
+from mrcnn.model.precision import Float32Layer
+from mrcnn.model.xla_ops import crop_and_resize as xla_crop_and_resize
 
 __all__ = ["DetectionTargetLayer", "NormalizeBoxes", "RoiSlice"]
 
@@ -55,7 +57,7 @@ def _non_zero_rows(boxes):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class DetectionTargetLayer(keras.layers.Layer):
+class DetectionTargetLayer(Float32Layer):
     """Sample ROIs from the proposals and build their classifier, box and mask targets.
 
     Classic ``detection_targets_graph`` semantics, for the whole batch at once:
@@ -115,7 +117,7 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     def __init__(self, train_rois_per_image, roi_positive_ratio, mask_shape, use_mini_mask,
                  bbox_std_dev, mask_rois_per_image=None, positive_iou_threshold=0.5, seed=None,
-                 include_gt_boxes=False, name=None, **kwargs):
+                 include_gt_boxes=False, xla_compatible=False, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.train_rois_per_image = _positive_int("train_rois_per_image", train_rois_per_image)
         self.roi_positive_ratio = _ratio(roi_positive_ratio)
@@ -146,6 +148,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         if not isinstance(include_gt_boxes, (bool, int)) or include_gt_boxes not in (0, 1):
             raise ValueError(f"include_gt_boxes must be a bool; got {include_gt_boxes!r}")
         self.include_gt_boxes = bool(include_gt_boxes)
+        # Mask targets by gather + bilinear interpolation (mrcnn.model.xla_ops): XLA compiles it.
+        self.xla_compatible = bool(xla_compatible)
 
     @staticmethod
     def _check_inputs(inputs):
@@ -273,8 +277,11 @@ class DetectionTargetLayer(keras.layers.Layer):
             boxes = tf.stack([(y1 - gt_y1) / gt_h, (x1 - gt_x1) / gt_w,
                               (y2 - gt_y1) / gt_h, (x2 - gt_x1) / gt_w], axis=-1)
         boxes = tf.reshape(boxes, [-1, 4])
-        box_indices = tf.range(tf.shape(boxes)[0])
-        crops = tf.image.crop_and_resize(masks, boxes, box_indices, [mask_h, mask_w])
+        if self.xla_compatible:
+            crops = xla_crop_and_resize(masks, boxes[:, tf.newaxis], [mask_h, mask_w])
+        else:
+            box_indices = tf.range(tf.shape(boxes)[0])
+            crops = tf.image.crop_and_resize(masks, boxes, box_indices, [mask_h, mask_w])
         crops = tf.reshape(tf.round(crops), [-1, m, mask_h, mask_w])
         return tf.where(is_positive[:, :m, tf.newaxis, tf.newaxis], crops, 0.0)
 
@@ -302,13 +309,14 @@ class DetectionTargetLayer(keras.layers.Layer):
             "mask_rois_per_image": self.mask_rois_per_image,
             "positive_iou_threshold": self.positive_iou_threshold,
             "seed": self.seed,
+            "xla_compatible": self.xla_compatible,
             "include_gt_boxes": self.include_gt_boxes,
         })
         return config
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class NormalizeBoxes(keras.layers.Layer):
+class NormalizeBoxes(Float32Layer):
     """Pixel GT boxes -> normalized boxes, by the height and width of the image tensor.
 
     Call arguments:
@@ -336,7 +344,7 @@ class NormalizeBoxes(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class RoiSlice(keras.layers.Layer):
+class RoiSlice(Float32Layer):
     """The first ``count`` entries of the ROI axis: ``[B, R, ...] -> [B, min(count, R), ...]``.
 
     Used to feed the mask head only the ROI slots that can hold positives (the leading

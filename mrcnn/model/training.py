@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.data.image_meta import parse_image_meta_graph
+from mrcnn.model import distribution, precision
 from mrcnn.model.graph import build_feature_pyramid, build_heads, build_mask_head, model_inputs
 from mrcnn.model.guards import NonFiniteLossGuard, check_train_arguments
 from mrcnn.model.losses import (LOSS_NAMES, MrcnnBboxLoss, MrcnnClassLoss, MrcnnMaskLoss,
@@ -22,6 +23,7 @@ from mrcnn.model.losses import (LOSS_NAMES, MrcnnBboxLoss, MrcnnClassLoss, Mrcnn
 from mrcnn.model.proposal import ProposalLayer
 from mrcnn.model.targets import DetectionTargetLayer, NormalizeBoxes, RoiSlice
 from mrcnn.model.weights_io import save_classic_weights
+from mrcnn.model.precision import Float32Layer
 
 __all__ = ["LAYER_PRESETS", "TrainingModel", "build_training_model", "ClassicCheckpoint",
            "TimeLimit", "resolve_layer_regex", "ActiveClassIds"]
@@ -44,7 +46,7 @@ def resolve_layer_regex(layers):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class ActiveClassIds(keras.layers.Layer):
+class ActiveClassIds(Float32Layer):
     """image_meta [B, META] -> active_class_ids [B, NUM_CLASSES] float32."""
 
     def call(self, image_meta):
@@ -58,10 +60,14 @@ class TrainingModel(keras.Model):
         loss_weights: dict loss name -> weight (the five classic names).
         weight_decay: L2 factor; the step adds ``weight_decay / 2 * sum(w ** 2)`` over trainable
             weights except BatchNorm gamma/beta, i.e. SGD weight decay ``w -= lr * wd * w``.
+        gradient_clip_norm: clip each gradient's norm to it after the replicas' gradients are
+            summed (None: no clipping); see :mod:`mrcnn.model.distribution`.
     """
 
-    def __init__(self, *args, loss_weights=None, weight_decay=0.0, **kwargs):
+    def __init__(self, *args, loss_weights=None, weight_decay=0.0, gradient_clip_norm=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.gradient_clip_norm = gradient_clip_norm
         self.loss_weights_ = {name: float((loss_weights or {}).get(name, 1.0))
                               for name in LOSS_NAMES}
         self.weight_decay = float(weight_decay)
@@ -96,10 +102,19 @@ class TrainingModel(keras.Model):
                 total_with_decay = total + 0.5 * self.weight_decay * decay
             else:
                 total_with_decay = total
+            # Divided by the replica count (decay enters the summed gradient once), loss-scaled.
+            scaled = distribution.loss_for_gradients(total_with_decay, self.optimizer)
         variables = self.trainable_variables
-        grads = tape.gradient(total_with_decay, variables)
+        grads = tape.gradient(scaled, variables)
+        grads = distribution.aggregate_gradients(grads, self.gradient_clip_norm, self.optimizer)
         self.optimizer.apply(grads, variables)
         return self._update(named, total)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras 3 averages the first distributed batch to build the model with,
+        # which fails on the bool GT masks. This functional model is built and compiles no
+        # losses or metrics: only the optimizer's slots are left to create.
+        distribution.build_optimizer(self)
 
     def test_step(self, data):
         named, total = self._named_losses(data, training=False)
@@ -150,6 +165,7 @@ def build_training_model(config):
         use_mini_mask=config.USE_MINI_MASK, bbox_std_dev=config.BBOX_STD_DEV,
         mask_rois_per_image=mask_rois_per_image,
         include_gt_boxes=bool(config.TRAIN_ROIS_INCLUDE_GT),
+        xla_compatible=bool(config.XLA),
         name="proposal_targets")(
         [target_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
 
@@ -172,7 +188,8 @@ def build_training_model(config):
     outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
                mrcnn_bbox, mrcnn_mask, rpn_rois, rois] + losses
     return TrainingModel(inputs, outputs, name="mask_rcnn", loss_weights=config.LOSS_WEIGHTS,
-                         weight_decay=config.WEIGHT_DECAY)
+                         weight_decay=config.WEIGHT_DECAY,
+                         gradient_clip_norm=config.GRADIENT_CLIP_NORM)
 
 
 class ClassicCheckpoint(keras.callbacks.Callback):
@@ -254,16 +271,34 @@ def train(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers
         config.RPN_ANCHOR_STRIDE)
     anchors_normalized = mrcnn_model.get_anchors(image_shape)
     seed = int(np.random.randint(0, 2 ** 31 - 1)) if seed is None else int(seed)
-    train_ds = make_training_dataset(train_dataset, config, anchors_normalized, anchors_pixels,
+    # Under tf.distribute: one pipeline per worker on its own shard, batches per replica.
+    strategy = getattr(mrcnn_model, "strategy", None)
+    global_batch = distribution.global_batch_size(config, strategy)
+    seed = distribution.broadcast_seed(strategy, seed)
+
+    def train_input(batch_size, shard):
+        return make_training_dataset(train_dataset, config, anchors_normalized, anchors_pixels,
                                      shuffle=True, augmentation=augmentation,
                                      no_augmentation_sources=no_augmentation_sources,
-                                     seed=seed + mrcnn_model.epoch)
+                                     seed=seed + mrcnn_model.epoch, batch_size=batch_size,
+                                     shard=shard)
+
+    def val_input(batch_size, shard):
+        return make_training_dataset(val_dataset, config, anchors_normalized, anchors_pixels,
+                                     shuffle=True, seed=seed + 1, batch_size=batch_size,
+                                     shard=shard)
+
+    train_ds = distribution.distribute_dataset(strategy, train_input, global_batch)
     val_ds = None
     if val_dataset is not None and config.VALIDATION_STEPS:
-        val_ds = make_training_dataset(val_dataset, config, anchors_normalized, anchors_pixels,
-                                       shuffle=True, seed=seed + 1)
+        val_ds = distribution.distribute_dataset(strategy, val_input, global_batch)
 
-    mrcnn_model.prepare_log_dir()
+    # Only the chief writes into log_dir; other workers write to a temp folder removed below.
+    dirs = distribution.WorkerDirs(mrcnn_model.log_dir, mrcnn_model.checkpoint_path, strategy)
+    if dirs.chief:
+        mrcnn_model.prepare_log_dir()
+    else:
+        os.makedirs(dirs.log_dir, exist_ok=True)
     # COCO evaluation callbacks go before TensorBoard: they add their figures to the epoch logs,
     # which the TensorBoard and History callbacks read afterwards.
     from mrcnn.eval.callback import CocoEvalCallback, evaluation_callback
@@ -271,29 +306,36 @@ def train(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers
     evaluators = [c for c in custom_callbacks if isinstance(c, CocoEvalCallback)]
     evaluators += evaluation_callback(mrcnn_model, val_dataset, evaluation)
     callbacks = [NonFiniteLossGuard()] + evaluators + [
-        keras.callbacks.TensorBoard(log_dir=mrcnn_model.log_dir, histogram_freq=0,
+        keras.callbacks.TensorBoard(log_dir=dirs.log_dir, histogram_freq=0,
                                     write_graph=False),
-        ClassicCheckpoint(mrcnn_model.checkpoint_path)]
+        ClassicCheckpoint(dirs.checkpoint_path)]
     callbacks += [c for c in custom_callbacks if not isinstance(c, CocoEvalCallback)]
 
     logger.info("Starting at epoch %d. LR=%s", mrcnn_model.epoch, learning_rate)
     logger.info("Checkpoint Path: %s", mrcnn_model.checkpoint_path)
     mrcnn_model.set_trainable(resolve_layer_regex(layers), verbose=verbose)
     keras_model = mrcnn_model.keras_model
-    keras_model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=learning_rate,
-                                       momentum=config.LEARNING_MOMENTUM,
-                                       clipnorm=config.GRADIENT_CLIP_NORM),
-        jit_compile=False)
+    with distribution.scope_of(strategy):
+        # GRADIENT_CLIP_NORM is applied by the training step, after the replicas' gradients
+        # are summed (an optimizer clipnorm would clip each replica's share).
+        keras_model.compile(
+            optimizer=precision.wrap_optimizer(keras.optimizers.SGD(
+                learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM), keras_model),
+            jit_compile=bool(config.XLA))
     if mrcnn_model.epoch >= epochs:
         logger.warning("Nothing to train: the model is at epoch %d and epochs=%d",
                        mrcnn_model.epoch, epochs)
+        dirs.cleanup()
         return None
-    history = keras_model.fit(
-        train_ds, initial_epoch=mrcnn_model.epoch, epochs=epochs,
-        steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
-        validation_data=val_ds, validation_steps=config.VALIDATION_STEPS if val_ds else None,
-        verbose=verbose)
+    try:
+        with distribution.scope_of(strategy):
+            history = keras_model.fit(
+                train_ds, initial_epoch=mrcnn_model.epoch, epochs=epochs,
+                steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
+                validation_data=val_ds,
+                validation_steps=config.VALIDATION_STEPS if val_ds else None, verbose=verbose)
+    finally:
+        dirs.cleanup()
     # An early stop (a callback setting stop_training) ends before ``epochs``: count what ran.
     if history.epoch:
         mrcnn_model.epoch = max(mrcnn_model.epoch, history.epoch[-1] + 1)

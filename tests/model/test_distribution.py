@@ -1,0 +1,108 @@
+"""Data-parallel training under tf.distribute (two logical CPU devices), GPU_COUNT handling.
+
+The MirroredStrategy checks need two logical CPU devices, which TensorFlow only accepts before it
+initialises its devices: they run in one fresh process (``strategy_checks.py``) whose JSON results
+are asserted here, one test per property.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mrcnn.config import Config
+from mrcnn.model import distribution
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def strategy_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("strategy") / "results.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, str(HERE / "strategy_checks.py"), str(out)],
+                          capture_output=True, text=True, timeout=1200, env=env,
+                          cwd=str(HERE.parents[1]))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert not results.get("errors"), "\n".join(results["errors"])
+    return results
+
+
+def test_mirrored_training_runs_with_finite_losses(strategy_results):
+    train = strategy_results["train"]
+    assert train["replicas"] == 2
+    for name in ("loss", "rpn_class_loss", "mrcnn_mask_loss", "val_loss"):
+        assert np.isfinite(train["losses"][name]).all(), (name, train["losses"])
+    assert train["losses"]["loss"][0] > 0
+
+
+def test_mirrored_checkpoint_loads_into_an_inference_model_that_detects(strategy_results):
+    train = strategy_results["train"]
+    assert train["checkpoints"] == ["mask_rcnn_strategy_0001.h5"]
+    assert train["common_weights"] > 100 and train["max_weight_diff"] == 0.0
+    assert train["detect_keys"] == ["class_ids", "masks", "rois", "scores"]
+    assert train["detect_dtypes"] == {"rois": "int32", "class_ids": "int32",
+                                      "scores": "float32", "masks": "bool"}
+    assert train["detect_count"] > 0
+    assert train["mask_shape"][:2] == [128, 128] and train["mask_shape"][2] == train["detect_count"]
+
+
+def test_two_replicas_of_one_image_step_like_one_replica_of_two(strategy_results):
+    eq = strategy_results["equivalence"]
+    assert eq["changed_weights"] > 100
+    # Same update within float32 noise; a per-replica L2 decay, loss sum or clipping would
+    # differ by a sizeable fraction of the update.
+    assert eq["max_delta_diff"] <= 1e-3 * eq["max_delta"] + 1e-7, eq
+    for name, value in eq["losses_single"].items():
+        assert np.isclose(eq["losses_mirrored"][name], value, rtol=1e-4, atol=1e-6), (name, eq)
+
+
+def test_gpu_count_builds_a_strategy_and_a_contradiction_is_an_error(strategy_results):
+    gpu = strategy_results["gpu_count"]
+    assert gpu["replicas_from_gpu_count"] == 2
+    assert "GPU_COUNT = 3" in gpu["contradiction_error"]
+    assert "2 replica(s)" in gpu["contradiction_error"]
+
+
+class TwoGpus(Config):
+    NAME = "twogpus"
+    GPU_COUNT = 2
+    BACKBONE = "resnet50"
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+
+
+def test_gpu_count_larger_than_the_gpus_present_is_a_clear_error(tmp_path):
+    import tensorflow as tf
+    from mrcnn.model.maskrcnn import MaskRCNN
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("this machine has GPUs")
+    with pytest.raises(ValueError, match=r"Config.GPU_COUNT = 2 .* sees 0: none"):
+        MaskRCNN("training", TwoGpus(), str(tmp_path))
+    with pytest.raises(ValueError, match=r"GPU_COUNT = 4 .* sees 3: \['/gpu:0', 'a', 'b'\]"):
+        distribution.strategy_for_gpu_count(4, devices=["/gpu:0", "a", "b"])
+    assert distribution.strategy_for_gpu_count(1) is None
+
+
+def test_parallel_model_is_importable_and_says_what_to_use():
+    from mrcnn.parallel_model import ParallelModel
+    with pytest.raises(NotImplementedError, match="GPU_COUNT.*MirroredStrategy"):
+        ParallelModel(None, 2)
+
+
+def test_input_shards_partition_each_epoch():
+    from mrcnn.data.pipeline import _shard_positions
+    shards = [_shard_positions(7, (3, i)) for i in range(3)]
+    assert sorted(np.concatenate(shards).tolist()) == list(range(7))
+    with pytest.raises(ValueError, match="3 input shards"):
+        _shard_positions(2, (3, 0))
+
+
+def test_synchronised_batch_norm_makes_two_replicas_step_like_one(strategy_results):
+    eq = strategy_results["sync_bn"]
+    assert eq["changed_weights"] > 100  # includes the BatchNorm moving statistics
+    assert eq["max_delta_diff"] <= 1e-3 * eq["max_delta"] + 1e-6, eq
