@@ -106,3 +106,47 @@ def test_synchronised_batch_norm_makes_two_replicas_step_like_one(strategy_resul
     eq = strategy_results["sync_bn"]
     assert eq["changed_weights"] > 100  # includes the BatchNorm moving statistics
     assert eq["max_delta_diff"] <= 1e-3 * eq["max_delta"] + 1e-6, eq
+
+
+def _free_ports(n):
+    import socket
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(tmp_path):
+    model_dir, scratch = tmp_path / "logs", tmp_path / "tmp"
+    scratch.mkdir()
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), TMPDIR=str(scratch),
+                   TF_CPP_MIN_LOG_LEVEL="2")
+        procs.append(subprocess.Popen(
+            [sys.executable, str(HERE / "multiworker_worker.py"), str(model_dir),
+             str(tmp_path / f"worker{index}.json")], env=env, cwd=str(HERE.parents[1]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=1200)
+            assert proc.returncode == 0, err[-4000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    out = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(2)]
+    assert [o["chief"] for o in out] == [True, False]
+    assert out[0]["replicas"] == out[1]["replicas"] == 2 and out[0]["epoch"] == 1
+    assert out[0]["digest"] == out[1]["digest"]
+    # Distinct shards of the epoch's image order (24 images: 12 each, fewer than that loaded).
+    assert out[0]["loaded"] and out[1]["loaded"]
+    assert not set(out[0]["loaded"]) & set(out[1]["loaded"])
+    checkpoints = sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*.h5"))
+    assert len(checkpoints) == 1 and checkpoints[0].endswith("mask_rcnn_multiworker_0001.h5")
+    assert not [p for p in scratch.iterdir() if p.name.startswith("mrcnn_worker_")]
