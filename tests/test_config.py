@@ -192,7 +192,8 @@ def test_display_lists_attributes(capsys):
     assert names == sorted(names)
     assert "validate" not in names and "display" not in names
     # Every classic attribute and our documented extension, nothing else, exactly once.
-    extensions = {"TRAIN_ROIS_INCLUDE_GT", "BATCH_NORM_MOMENTUM", "CLASS_WEIGHTS"}
+    extensions = {"TRAIN_ROIS_INCLUDE_GT", "BATCH_NORM_MOMENTUM", "CLASS_WEIGHTS",
+                  "MIXED_PRECISION", "XLA", "SYNC_BATCH_NORM"}
     assert names == sorted({*CLASSIC_DEFAULTS, *ARRAY_DEFAULTS, *DERIVED, *extensions})
     assert f"{'TRAIN_ROIS_INCLUDE_GT':30} False" in lines
     assert f"{'BATCH_NORM_MOMENTUM':30} 0.99" in lines
@@ -230,3 +231,14 @@ def test_to_dict_is_json_serialisable():
     # to_dict must not alias the config's mutable values.
     d["LOSS_WEIGHTS"]["mrcnn_mask_loss"] = 5.0
     assert c.LOSS_WEIGHTS["mrcnn_mask_loss"] == 1.0
+
+
+@pytest.mark.parametrize("name, value", [("MIXED_PRECISION", "float16"), ("XLA", 1),
+                                         ("SYNC_BATCH_NORM", "yes")])
+def test_accelerator_attributes_are_validated(name, value):
+    class Bad(Config):
+        pass
+    setattr(Bad, name, value)
+    with pytest.raises(ValueError, match=f"Config.{name} must be"):
+        Bad()
+
