@@ -49,7 +49,7 @@ def _is_op_event(name):
     if "::" in name or ":" not in name or " " in name:
         return False
     op_type = name.rsplit(":", 1)[1]
-    return bool(op_type) and op_type not in _CONTAINERS and op_type[0].isupper()
+    return bool(op_type) and op_type not in _CONTAINERS and op_type.lstrip("_")[:1].isupper()
 
 
 def summarize_xspace(path, top):
