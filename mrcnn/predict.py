@@ -180,7 +180,7 @@ def predict(model, paths, output, image_ids=None, annotations=None, pictures=Non
     Returns:
         dict ``{"results": [...], "images": n, "corrupt": [paths], "metrics": {...} or None}``.
     """
-    from mrcnn.eval.coco_eval import build_coco_results
+    from mrcnn.eval.coco_eval import detections_to_coco_results
 
     ids = image_ids if image_ids is not None else image_ids_for(paths, annotations)
     categories = sorted(c["id"] for c in annotations["categories"]) if annotations else None
@@ -202,7 +202,8 @@ def predict(model, paths, output, image_ids=None, annotations=None, pictures=Non
         detections = _detect(model, [image for _, image in batch])
         for (position, image), r in zip(batch, detections):
             path = paths[position]
-            entries = build_coco_results([ids[path]], [r], image_shapes=[image.shape[:2]])
+            entries = detections_to_coco_results([ids[path]], [r],
+                                                 image_shapes=[image.shape[:2]])
             for entry in entries:
                 if categories is not None:
                     entry["category_id"] = categories[entry["category_id"] - 1]
