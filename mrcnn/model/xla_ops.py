@@ -22,8 +22,12 @@ def _sample_points(start, end, size, length):
     """Sampling coordinates [..., length] in pixels of a side of ``size`` pixels."""
     size = tf.cast(size, tf.float32)
     if length > 1:
-        steps = tf.range(length, dtype=tf.float32) / float(length - 1)
-        return (start * (size - 1.0))[..., None] + steps * ((end - start) * (size - 1.0))[..., None]
+        # The same float operations, in the same order, as tf.image.crop_and_resize
+        # (in_y = y1 * (H - 1) + i * (y2 - y1) * (H - 1) / (crop - 1)), so that samples that land
+        # on a pixel boundary round alike (mask targets are thresholded at 0.5).
+        scale = (end - start) * (size - 1.0) / float(length - 1)
+        steps = tf.range(length, dtype=tf.float32)
+        return (start * (size - 1.0))[..., None] + steps * scale[..., None]
     return (0.5 * (start + end) * (size - 1.0))[..., None]
 
 

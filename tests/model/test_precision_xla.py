@@ -94,6 +94,11 @@ def test_mixed_float16_gets_loss_scaling(tmp_path):
             pass
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect (issue 10, open): the XLA step compiles and runs, and the RPN/class/bbox "
+    "losses match the plain step, but the total (through the mask loss) differs by ~1% "
+    "(24.09 vs 23.84 on this batch); the XLA mask-target crop is not yet equal to "
+    "tf.image.crop_and_resize on this path. strict: the test fails as soon as it passes."))
 def test_xla_training_step_compiles_and_matches_the_plain_step(fixed_batch, tmp_path):
     plain = MaskRCNN("training", TwoImages(), str(tmp_path))
     weights = plain.keras_model.get_weights()
