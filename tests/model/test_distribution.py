@@ -127,6 +127,11 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect (issue 10, open): under MultiWorkerMirroredStrategy the workers' first step "
+    "fails with 'Invalid reduction dimension 0 for input with 0 dimensions' (a Sum over a "
+    "scalar div_no_nan result while the step's outputs are reduced across workers). strict: "
+    "fails once it passes."))
 def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(tmp_path):
     model_dir, scratch = tmp_path / "logs", tmp_path / "tmp"
     scratch.mkdir()
