@@ -54,7 +54,9 @@ def train_and_detect(model, results, tmp):
     results["train"] = {
         "replicas": distribution.replica_count(model.strategy),
         "losses": {k: [float(x) for x in v] for k, v in history.history.items()},
-        "checkpoints": sorted(os.listdir(os.path.dirname(checkpoint))),
+        # The run folder also holds TensorBoard's train/ and validation/ folders.
+        "checkpoints": sorted(f for f in os.listdir(os.path.dirname(checkpoint))
+                              if f.endswith(".h5")),
         "common_weights": len(common),
         "max_weight_diff": max(float(np.abs(trained[k] - loaded[k]).max()) for k in common),
         "detect_keys": sorted(r),
