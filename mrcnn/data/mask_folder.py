@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mrcnn.data.dataset import Dataset, ImageLoadError
 
-__all__ = ["MaskFolderDataset", "MaskFolderError"]
+__all__ = ["MaskFolderDataset", "MaskFolderError", "read_image_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,11 @@ def _visible_files(folder, extensions):
                   and f.lower().endswith(extensions))
 
 
-def _image_size(path, what):
+def read_image_size(path, what):
+    """(height, width) of an image file, read from its header.
+
+    Raises ImageLoadError naming ``what`` and the path when the file cannot be read.
+    """
     try:
         with Image.open(path) as im:
             return im.size[1], im.size[0]
@@ -169,7 +173,7 @@ class MaskFolderDataset(Dataset):
                 raise MaskFolderError(f"image {image_id!r}: expected images/{image_id}.png or a "
                                       f"single image in '{images_dir}', found {candidates}")
             path = os.path.join(images_dir, (preferred or candidates)[0])
-            size = _image_size(path, f"image {image_id!r}")
+            size = read_image_size(path, f"image {image_id!r}")
             masks = []
             for name in _visible_files(masks_dir, (".png",)):
                 key = f"{image_id}/{name}"
@@ -184,7 +188,7 @@ class MaskFolderDataset(Dataset):
                 for name in _visible_files(os.path.join(masks_dir, sub), (".png",)):
                     masks.append((os.path.join(masks_dir, sub, name), sub))
             for mask_path, _ in masks:
-                mask_size = _image_size(mask_path, f"image {image_id!r} mask")
+                mask_size = read_image_size(mask_path, f"image {image_id!r} mask")
                 if mask_size != size:
                     raise MaskFolderError(
                         f"image {image_id!r}: mask '{mask_path}' is {mask_size[1]}x{mask_size[0]} "
@@ -244,8 +248,8 @@ class MaskFolderDataset(Dataset):
             label_path = os.path.join(label_dir, stem + ".png")
             if not os.path.isfile(label_path):
                 raise FileNotFoundError(f"image {stem!r}: label image '{label_path}' not found")
-            size = _image_size(path, f"image {stem!r}")
-            label_size = _image_size(label_path, f"image {stem!r} label image")
+            size = read_image_size(path, f"image {stem!r}")
+            label_size = read_image_size(label_path, f"image {stem!r} label image")
             if label_size != size:
                 raise MaskFolderError(
                     f"image {stem!r}: label image '{label_path}' is {label_size[1]}x"

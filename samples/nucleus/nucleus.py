@@ -47,6 +47,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mrcnn.config import Config
 from mrcnn.data.dataset import Dataset, ImageLoadError
+from mrcnn.data.mask_folder import read_image_size
 # rle_encode / rle_decode / mask_to_rle lived in this module in the classic sample.
 from mrcnn.data.rle import SUBMISSION_HEADER, mask_to_rle, rle_decode, rle_encode
 
@@ -276,14 +277,6 @@ def _image_file(image_dir, image_id):
                             f"(or a single file in images/), found {[p.name for p in candidates]}")
 
 
-def _open_size(path, what):
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageLoadError(f"cannot read {what} '{path}': {type(exc).__name__}: {exc}") from exc
-
-
 def _read_mask(path, image_id):
     """One mask PNG -> [H, W] bool (any non-zero pixel is foreground; alpha ignored)."""
     try:
@@ -372,7 +365,7 @@ class NucleusDataset(Dataset):
         if mask_dir is None or not os.path.isdir(mask_dir):
             raise FileNotFoundError(f"image {info['id']!r} ({info['path']}) has no masks/ "
                                     "folder next to its images/ folder")
-        height, width = _open_size(info["path"], f"image {info['id']!r} file")
+        height, width = read_image_size(info["path"], f"image {info['id']!r} file")
         masks = []
         for name in sorted(os.listdir(mask_dir)):
             if not name.lower().endswith(".png") or name.startswith("."):
