@@ -30,8 +30,11 @@ def make_images():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
+    import keras
+
     from mrcnn.model.maskrcnn import MaskRCNN
 
+    keras.utils.set_random_seed(0)  # the same tiny model on every machine and every run
     config = load_object(tiny_config_spec())()
     model = MaskRCNN(mode="inference", config=config,
                      model_dir=str(tmp_path_factory.mktemp("logs")))
