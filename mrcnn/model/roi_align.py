@@ -30,6 +30,14 @@ _LEVELS = (2, 3, 4, 5)
 # ImageNet pre-training size: a box of this many pixels on a side maps to the canonical level.
 _CANONICAL_SIZE = 224.0
 _CANONICAL_LEVEL = 4
+#: Boxes are clipped to [0, _LAST_COORDINATE] before cropping. A box that ends on the image
+#: border (y2 = 1.0, common: proposals are clipped to the window) puts its last row of samples
+#: at y2 * (h - 1), and one rounding step above h - 1 turns that whole row into the
+#: extrapolation value 0 (tf.image.crop_and_resize tests `in_y > h - 1`). Which side of the
+#: border the sum falls on then depended on how the graph was optimised (eager, grappler, XLA):
+#: the same ROI pooled a row of zeros or not. 1 - 2**-20 keeps the last row inside for maps up to
+#: ~10^5 pixels and moves a sample by less than 1e-6 of the map size.
+_LAST_COORDINATE = 1.0 - 2.0 ** -20
 
 
 def roi_pyramid_level(boxes, image_area):
@@ -87,7 +95,8 @@ class PyramidROIAlign(Float32Layer):
 
     Call arguments:
         inputs: list ``[boxes, image_meta, P2, P3, P4, P5]``:
-            ``boxes`` [B, R, 4] float32 normalized (y1, x1, y2, x2), zero-padded;
+            ``boxes`` [B, R, 4] float32 normalized (y1, x1, y2, x2), zero-padded; clipped to
+            the image ([0, 1 - 2**-20], see ``_LAST_COORDINATE``) before cropping;
             ``image_meta`` [B, META] float32 rows (``mrcnn.data.image_meta``); the image area
             is read from the first image's ``image_shape``, as all images of a batch share one
             molded shape;
@@ -127,6 +136,7 @@ class PyramidROIAlign(Float32Layer):
 
         # ROIs are sampled, not trained through (as the classic code).
         boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))
+        boxes = tf.clip_by_value(boxes, 0.0, _LAST_COORDINATE)
         image_shape = parse_image_meta_graph(image_meta)["image_shape"][0]
         levels = roi_pyramid_level(boxes, image_shape[0] * image_shape[1])  # [B, R]
         if self.xla_compatible:

@@ -131,13 +131,37 @@ def test_batch_one_vs_two_and_same_image_twice():
 
 def test_whole_image_box_on_p5_is_its_corners():
     # crop_and_resize maps 1.0 to the last pixel: a 2 x 2 crop of the whole image is the four
-    # corner pixels of the level's map.
+    # corner pixels of the level's map (to 2**-20 of a pixel: boxes are clipped just inside).
     rng = np.random.default_rng(12)
     pyramid = make_pyramid(rng, 1)
     boxes = np.array([[[0.0, 0.0, 1.0, 1.0]]], np.float32)
     got = PyramidROIAlign(2)([boxes, make_meta(1), *pyramid]).numpy()[0, 0]
     p5 = pyramid[3][0]
-    np.testing.assert_allclose(got, p5[[[0, 0], [-1, -1]], [[0, -1], [0, -1]]], atol=1e-6)
+    np.testing.assert_allclose(got, p5[[[0, 0], [-1, -1]], [[0, -1], [0, -1]]], atol=1e-5)
+
+
+def test_box_ending_on_the_border_keeps_its_last_row_in_eager_graph_and_xla():
+    # A shape touching the bottom edge: its normalised y2, computed in the graph, came out 1.0
+    # in one graph and one float step above it in another, and crop_and_resize then returned
+    # a row of zeros (the extrapolation value) for the last row in the second only.
+    rng = np.random.default_rng(14)
+    pyramid = [np.abs(p) + 1.0 for p in make_pyramid(rng, 1)]  # no sample is 0 inside the map
+    above_one = np.nextafter(np.float32(1.0), np.float32(2.0))
+    boxes = np.array([[[0.6031746, 0.0952381, 1.0, 0.5873016],
+                       [0.6031746, 0.0952381, above_one, 0.5873016],
+                       [0.0, 0.0, 1.0, 1.0]]], np.float32)
+    inputs = [boxes, make_meta(1), *pyramid]
+    results = {}
+    for xla in (False, True):
+        layer = PyramidROIAlign(7, xla_compatible=xla)
+        results[f"eager xla={xla}"] = layer(inputs).numpy()
+        results[f"graph xla={xla}"] = tf.function(lambda *a: layer(list(a)))(*inputs).numpy()
+    results["jit"] = tf.function(lambda *a: PyramidROIAlign(7, xla_compatible=True)(list(a)),
+                                 jit_compile=True)(*inputs).numpy()
+    reference = results["eager xla=False"]
+    for name, got in results.items():
+        assert (got[0, :, -1] > 0.5).all(), (name, got[0, :, -1, :, 0])
+        np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 def test_gradients_reach_features_not_boxes():
