@@ -27,8 +27,9 @@ import tempfile
 import tensorflow as tf
 
 __all__ = ["replica_count", "global_count", "loss_for_gradients", "aggregate_gradients",
-           "scope_of", "global_batch_size", "build_optimizer", "synchronize_batch_norm", "strategy_for_gpu_count", "resolve_replicas", "training_scope", "is_chief",
-           "input_shard", "distribute_dataset", "broadcast_seed", "WorkerDirs"]
+           "scope_of", "global_batch_size", "build_optimizer", "synchronize_batch_norm",
+           "cross_replica_moments", "strategy_for_gpu_count", "resolve_replicas", "training_scope", "is_chief",
+           "input_shard", "distribute_dataset", "broadcast_seed", "step_logs", "WorkerDirs"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,15 +129,80 @@ def build_optimizer(keras_model):
             optimizer.build(keras_model.trainable_variables)
 
 
+def cross_replica_moments(x, axes):
+    """Mean and variance of ``x`` over ``axes`` and over every replica's ``x`` (float32 math).
+
+    One all-reduce of ``[sum, sum of squares, count]`` per call. Keras' ``synchronized=True``
+    all-reduces the three separately; under MirroredStrategy on TF 2.21 the three collectives of
+    a layer can then be paired with the wrong partner across replicas ("Shape mismatch in the
+    collective instance: expected shape [64] but another member in the group expected shape
+    [1]"). One fused collective per layer leaves nothing to pair wrongly: the layers' collectives
+    are ordered by the data flow (each layer's input depends on the previous layer's output).
+    Outside a replica context with peers it is ``tf.nn.moments``. Returns (mean, variance), the
+    shape of ``x`` without ``axes``.
+    """
+    ctx = _replica_context_with_peers()
+    if ctx is None:
+        return tf.nn.moments(x, axes)
+    x32 = tf.cast(x, tf.float32)
+    local_sum = tf.reduce_sum(x32, axis=axes)
+    local_squares = tf.reduce_sum(tf.square(x32), axis=axes)
+    local_count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x32), axes)), tf.float32)
+    channels = tf.shape(local_sum)
+    packed = tf.concat([tf.reshape(local_sum, [-1]), tf.reshape(local_squares, [-1]),
+                        tf.reshape(local_count, [1])], axis=0)
+    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, packed)
+    n = tf.size(local_sum)
+    count = total[2 * n]
+    mean = tf.reshape(total[:n], channels) / count
+    mean_of_squares = tf.reshape(total[n:2 * n], channels) / count
+    # var = E(x^2) - E(x)^2, clamped at 0 against rounding (as Keras does).
+    variance = tf.maximum(mean_of_squares - tf.square(mean), 0.0)
+    return tf.cast(mean, x.dtype), tf.cast(variance, x.dtype)
+
+
+def _cross_replica_layer_moments(layer, inputs, mask):
+    """``BatchNormalization._moments`` replacement bound by :func:`synchronize_batch_norm`."""
+    if mask is not None:
+        raise ValueError(f"{layer.name}: synchronised BatchNorm does not take a mask")
+    return cross_replica_moments(inputs, layer._reduction_axes)
+
+
+def _assign_collective_keys_when_tracing(strategy):
+    """Give collectives their instance keys when the step is traced, in creation order.
+
+    TF 2.21 assigns them when the traced step is *called* (``capture_call_time_value``), and with
+    the BatchNorm collectives of the forward pass the two replicas of a MirroredStrategy then pair
+    different collectives under one key ("Shape mismatch in the collective instance 100 ...
+    expected shape [17] but another member in the group expected shape [1]", also
+    tensorflow/tensorflow#62790). Keys taken at trace time follow the creation order, which is the
+    same on every replica of one process. Only for a single-worker strategy: TF keeps call-time
+    keys because workers of a cluster may retrace at different times.
+    """
+    if strategy is None or not isinstance(strategy, tf.distribute.MirroredStrategy):
+        return
+    from tensorflow.python.distribute import cross_device_utils
+
+    launcher = cross_device_utils.CollectiveReplicaLauncher
+    if getattr(launcher, "_prefer_unique_instance_key", False):
+        launcher._prefer_unique_instance_key = False
+        logger.info("SYNC_BATCH_NORM: collective instance keys are assigned at trace time")
+
+
 def synchronize_batch_norm(keras_model):
     """Make every BatchNormalization layer of ``keras_model`` compute cross-replica moments.
 
     With trainable BatchNorm (``TRAIN_BN = None``) each replica normalises with the mean and
-    variance of the whole global batch instead of its own few images (Keras'
-    ``synchronized=True``; outside a strategy it changes nothing). Returns the layer count.
+    variance of the whole global batch instead of its own few images (outside a strategy it
+    changes nothing). The moments come from :func:`cross_replica_moments`, bound to each layer
+    (``synchronized`` is set too, so the layer's config says what it does). Returns the layer
+    count.
     """
+    import types
+
     import keras
 
+    _assign_collective_keys_when_tracing(keras_model.distribute_strategy)
     count = 0
     stack = [keras_model]
     while stack:
@@ -146,6 +212,7 @@ def synchronize_batch_norm(keras_model):
                 stack.append(layer)
             elif isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = True
+                layer._moments = types.MethodType(_cross_replica_layer_moments, layer)
                 count += 1
     return count
 
@@ -274,6 +341,22 @@ def distribute_dataset(strategy, dataset_fn, global_batch_size):
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     return strategy.distribute_datasets_from_function(per_pipeline, options)
+
+
+def step_logs(logs):
+    """A training/test step's ``logs`` in the shape Keras can reduce under the current strategy.
+
+    Keras 3.15 reduces a step's outputs across workers of a MultiWorkerMirroredStrategy with
+    ``strategy.reduce(MEAN, value, axis=0)``, which fails on the scalar losses ("Invalid
+    reduction dimension 0 for input with 0 dimensions"). There each value becomes ``[1]``, and
+    the reduction over axis 0 gives the mean over all replicas as a scalar again. Elsewhere the
+    logs are returned as they are.
+    """
+    strategy = tf.distribute.get_strategy()
+    if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode()):
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
 
 
 def is_single_worker(strategy):

@@ -91,7 +91,8 @@ class TrainingModel(keras.Model):
         self._loss_trackers["loss"].update_state(total)
         for name in LOSS_NAMES:
             self._loss_trackers[name].update_state(named[name])
-        return {name: tracker.result() for name, tracker in self._loss_trackers.items()}
+        return distribution.step_logs(
+            {name: tracker.result() for name, tracker in self._loss_trackers.items()})
 
     def train_step(self, data):
         with tf.GradientTape() as tape:

@@ -17,7 +17,7 @@ import tensorflow as tf  # noqa: E402
 from mrcnn.model import distribution  # noqa: E402
 from mrcnn.model.maskrcnn import MaskRCNN  # noqa: E402
 from samples.shapes.shapes import make_dataset  # noqa: E402
-from tests.model.distributed_config import StrategyConfig  # noqa: E402
+from tests.model.distributed_config import TinyStrategyConfig as StrategyConfig  # noqa: E402
 
 
 class WorkerConfig(StrategyConfig):
