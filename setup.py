@@ -25,8 +25,9 @@ setup(
     extras_require={
         # nbclient, nbformat, ipykernel: the notebooks run in CI (tests/notebooks).
         # tensorflow-serving-api: the gRPC PredictRequest test of docs/deploy.md.
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "nbclient>=0.10", "nbformat>=5.9",
-                 "ipykernel>=6.0", "tensorflow-serving-api>=2.21,<2.22"],
+        # pytest-xdist: `make test` runs one test file per CPU core at once.
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "nbclient>=0.10",
+                 "nbformat>=5.9", "ipykernel>=6.0", "tensorflow-serving-api>=2.21,<2.22"],
         # gRPC client; ONNX conversion and check (scripts/onnx_check.py).
         "deploy": ["tensorflow-serving-api>=2.21,<2.22", "tf2onnx>=1.17", "onnxruntime>=1.20"],
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff"],
