@@ -127,8 +127,10 @@ def main(argv=None):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from scripts.cpu_info import cpu_summary
     result = {"host": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "note": "measured while other work may run; ratios are measured alternately"}
+              "cpu": cpu_summary(), "date": time.strftime("%Y-%m-%d"),
+              "note": "ratios are measured alternately (A, B, C, A, B, C ...)"}
     if args.pipeline_images:
         result["pipeline"] = measure_pipeline(args.pipeline_images)
         print("pipeline:", result["pipeline"], flush=True)
