@@ -82,7 +82,9 @@ class TrainingModel(keras.Model):
         return [v for v in self.trainable_variables if v.name not in ("gamma", "beta")]
 
     def _named_losses(self, data, training):
-        outputs = self(data, training=training)
+        # fit() passes the input dict itself, train_on_batch()/test_on_batch() (x, y, weights).
+        inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        outputs = self(inputs, training=training)
         named = dict(zip(LOSS_NAMES, outputs[-len(LOSS_NAMES):]))
         total = tf.add_n([self.loss_weights_[n] * tf.reduce_mean(named[n]) for n in LOSS_NAMES])
         return named, total

@@ -82,6 +82,24 @@ def test_layer_presets_select_exactly_the_classic_layers(training_model):
     assert _trainable_weight_layers(training_model) == all_layers
 
 
+def test_train_on_batch_and_test_on_batch_take_the_input_dict(training_model, shapes):
+    # train_on_batch passes (x, y, sample_weight) to train_step, fit passes x itself.
+    train, _ = shapes
+    config = training_model.config
+    anchors_px, anchors = pyramid_anchors_for_config(config)
+    batch = next(iter(make_training_dataset(train, config, anchors, anchors_px, shuffle=False,
+                                            seed=0)))
+    km = training_model.keras_model
+    km.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), jit_compile=False)
+    trained = km.train_on_batch(batch, return_dict=True)
+    tested = km.test_on_batch(batch, return_dict=True)
+    assert set(trained) == set(tested) >= {"loss", "mrcnn_mask_loss"}
+    assert all(np.isfinite(v) for v in trained.values())
+    # Learning rate 0: the weights did not move, so a second step sees the same RPN loss.
+    again = km.train_on_batch(batch, return_dict=True)
+    assert np.isclose(trained["rpn_class_loss"], again["rpn_class_loss"], rtol=1e-4)
+
+
 def test_overfitting_a_fixed_batch_drives_the_loss_down(training_model, shapes):
     train, _ = shapes
     config = training_model.config
