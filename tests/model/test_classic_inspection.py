@@ -143,13 +143,16 @@ def test_detection_layer_internals_agree_with_detections(model, dataset):
     detections = out["detections"][0]
     n = int(np.sum(detections[:, 4] > 0))
     assert 0 < n <= int(np.sum(out["keep"][0]))
-    # Every detection is one of the kept refined ROIs with its class and score.
+    # Every detection is one of the kept refined ROIs with its class and score (an untrained
+    # model can refine two ROIs to the same box, so the box alone does not identify the ROI).
     kept = np.where(out["keep"][0])[0]
     for row in detections[:n]:
         distance = np.abs(out["refined_rois"][0, kept] - row[:4]).sum(axis=1)
-        j = kept[np.argmin(distance)]
-        assert distance.min() < 1e-5
-        assert out["class_ids"][0, j] == row[4] and abs(out["scores"][0, j] - row[5]) < 1e-5
+        same_box = kept[distance < 1e-5]
+        assert same_box.size, (row, distance.min())
+        assert any(out["class_ids"][0, j] == row[4] and abs(out["scores"][0, j] - row[5]) < 1e-5
+                   for j in same_box), (row, out["class_ids"][0, same_box],
+                                        out["scores"][0, same_box])
 
 
 def test_run_graph_with_image_metas_does_not_normalize_twice(model, dataset):
