@@ -4,9 +4,9 @@ Used by ``test_shapes_quality.py`` (one seed, the bound) and ``scripts/shapes_qu
 (several seeds, to choose the bound on this machine class). Nothing here depends on the
 machine's speed: the step count, the data and the seeds are fixed.
 """
-import math
-
 from samples.shapes.shapes import ShapesCPUConfig, evaluate_shapes, make_dataset
+# Strides 4..64 with "same" padding: the same feature-map sizes as small_backbone's.
+from tests.model.distributed_config import tiny_bn_backbone_shapes as small_backbone_shapes
 
 __all__ = ["QualityConfig", "QualityInferenceConfig", "STEPS", "BOUND", "train_and_score"]
 
@@ -36,11 +36,6 @@ def small_backbone(input_image, stage5=True, train_bn=None):
             x = keras.layers.Activation("relu", name=f"small_relu{stage}_{j}")(x)
         outputs.append(x)
     return outputs
-
-
-def small_backbone_shapes(image_shape):
-    return [[math.ceil(image_shape[0] / s), math.ceil(image_shape[1] / s)]
-            for s in (4, 8, 16, 32, 64)]
 
 
 class QualityConfig(ShapesCPUConfig):
