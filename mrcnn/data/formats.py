@@ -19,12 +19,17 @@ format        ``path``                                     reader
 ``class_map`` is the masks layout's class map (one PNG per object) or class table (label images).
 :func:`split_dataset` holds out the last fraction of the images (deterministic, file order) for
 validation, sharing the class list, as the COCO sample does with one json.
+
+For the samples' command lines, :func:`add_format_arguments` adds ``--format`` and the readers'
+options to an argparse parser and :func:`load_format_datasets` turns the parsed arguments into
+(train, val) datasets, so every sample reads every format the same way.
 """
 import copy
 import logging
 import os
 
-__all__ = ["FORMATS", "load_annotated_dataset", "split_dataset", "subset_dataset"]
+__all__ = ["FORMATS", "load_annotated_dataset", "split_dataset", "subset_dataset",
+           "add_format_arguments", "load_format_datasets"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,3 +99,65 @@ def split_dataset(dataset, val_fraction=0.1):
     n_val = min(max(int(round(n * float(val_fraction))), 1), n - 1)
     ids = list(range(n))
     return subset_dataset(dataset, ids[:-n_val]), subset_dataset(dataset, ids[-n_val:])
+
+
+def add_format_arguments(parser, native=None, native_help=None):
+    """Add ``--format`` and the options of the non-native readers to an argparse ``parser``.
+
+    ``native`` names a sample's own layout (e.g. ``"dsb"`` for the nucleus folders), which
+    becomes the default and the first choice; without it the default is ``coco``. The data path
+    itself is the sample's ``--dataset`` (or the coco sample's ``--annotations``).
+    """
+    choices = ((native,) if native else ()) + FORMATS
+    default = native or "coco"
+    described = {"coco": "a COCO instances json", "via": "a VIA json",
+                 "labelme": "a folder of LabelMe json files",
+                 "masks": "<id>/images + <id>/masks folders, or with --labels a folder of "
+                          "pictures"}
+    text = "; ".join(f"{k}: {described[k]}" for k in FORMATS)
+    if native:
+        own = native_help or "the sample's own layout"
+        text = f"{native}: {own} (default); " + text
+    group = parser.add_argument_group("annotation format (mrcnn.data.formats)")
+    group.add_argument("--format", choices=choices, default=default,
+                       help=text + " (given with --dataset)")
+    group.add_argument("--labels", metavar="DIR",
+                       help="masks: folder of instance-id label images (same stems, .png)")
+    group.add_argument("--class-map", metavar="JSON",
+                       help="masks: class map {'<id>/<file>': class} or, with --labels, class "
+                            "table {'<stem>': {'<k>': class}}")
+    group.add_argument("--default-class", default="object", metavar="NAME",
+                       help="via/masks: class of objects without one (default 'object')")
+    group.add_argument("--class-attribute", metavar="KEY",
+                       help="via: the region_attributes key holding the class name")
+    group.add_argument("--val-dataset", metavar="PATH",
+                       help="train: validation data of the same format (default: split off "
+                            "--val-fraction)")
+    if not any(action.dest == "images" for action in parser._actions):
+        group.add_argument("--images", metavar="DIR",
+                           help="coco/via: folder of the json's images (default: its folder)")
+    return group
+
+
+def load_format_datasets(args, command, path=None):
+    """Datasets for a sample's ``command`` from arguments of :func:`add_format_arguments`.
+
+    Returns ``(train, val)`` for ``command == "train"`` (``--val-dataset`` read with the
+    training set's class list, else the last ``args.val_fraction`` of the images) and
+    ``(None, dataset)`` for any other command. ``path`` defaults to ``args.dataset``.
+    """
+    def load(where, class_names=None):
+        return load_annotated_dataset(
+            args.format, where, images=getattr(args, "images", None), labels=args.labels,
+            class_map=args.class_map, default_class=args.default_class,
+            class_names=class_names, class_attribute=args.class_attribute)
+
+    dataset = load(path if path is not None else args.dataset)
+    if command != "train":
+        return None, dataset
+    if args.val_dataset:
+        # The validation set must number its classes as the training set does.
+        return dataset, load(args.val_dataset, class_names=dataset.class_names[1:])
+    train_set, val_set = split_dataset(dataset, getattr(args, "val_fraction", 0.1))
+    print(f"Validation: the last {val_set.num_images} of {dataset.num_images} images")
+    return train_set, val_set

@@ -43,8 +43,8 @@ from mrcnn.data.via import entry_image, read_via_annotations, region_mask
 
 __all__ = [
     "BalloonConfig", "BalloonInferenceConfig", "BalloonDataset", "read_via_annotations",
-    "region_mask", "color_splash", "detect_and_color_splash", "train_balloon", "build_parser",
-    "main",
+    "region_mask", "color_splash", "detect_and_color_splash", "load_balloon_datasets",
+    "balloon_config", "train_balloon", "build_parser", "main",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,15 @@ class BalloonConfig(Config):
     STEPS_PER_EPOCH = 100
     # Skip detections with < 90% confidence.
     DETECTION_MIN_CONFIDENCE = 0.9
+
+
+def balloon_config(num_classes=None, base=None):
+    """A ``base`` (default :class:`BalloonConfig`) instance, with ``NUM_CLASSES = num_classes``
+    (background included) when given: data of another ``--format`` may have several classes."""
+    base = base or BalloonConfig
+    if num_classes is None or int(num_classes) == base.NUM_CLASSES:
+        return base()
+    return type(base.__name__, (base,), {"NUM_CLASSES": int(num_classes)})()
 
 
 class BalloonInferenceConfig(BalloonConfig):
@@ -137,18 +146,26 @@ class BalloonDataset(Dataset):
 
 
 # ---------------------------------------------------------------------------------- training
-def train_balloon(model, dataset_dir, epochs=30, layers="heads", learning_rate=None):
+def load_balloon_datasets(dataset_dir):
+    """The classic layout's prepared ``(train, val)`` :class:`BalloonDataset` pair."""
+    datasets = []
+    for subset in ("train", "val"):
+        dataset = BalloonDataset()
+        dataset.load_balloon(dataset_dir, subset)
+        dataset.prepare()
+        datasets.append(dataset)
+    return tuple(datasets)
+
+
+def train_balloon(model, dataset_dir, epochs=30, layers="heads", learning_rate=None,
+                  datasets=None):
     """Classic schedule: train the heads (``layers``) of a training ``MaskRCNN`` for ``epochs``.
 
     Starting from COCO weights, the heads alone are enough for balloons (classic comment).
-    Returns the Keras ``History``.
+    ``datasets``: a prepared ``(train, val)`` pair (any format) instead of ``dataset_dir``'s
+    ``train/`` and ``val/`` folders. Returns the Keras ``History``.
     """
-    train_set = BalloonDataset()
-    train_set.load_balloon(dataset_dir, "train")
-    train_set.prepare()
-    val_set = BalloonDataset()
-    val_set.load_balloon(dataset_dir, "val")
-    val_set.prepare()
+    train_set, val_set = datasets if datasets is not None else load_balloon_datasets(dataset_dir)
     lr = model.config.LEARNING_RATE if learning_rate is None else float(learning_rate)
     print(f"Training {layers!r} on {train_set.num_images} images up to epoch {epochs}")
     return model.train(train_set, val_set, learning_rate=lr, epochs=epochs, layers=layers)
@@ -271,6 +288,16 @@ def build_parser():
                         help="train: heads, 3+, 4+, 5+, all or a regex (default: 'all' with "
                              "--weights none, else 'heads')")
     parser.add_argument("--output", default=".", metavar="DIR", help="splash: output folder")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="splash: classes of the model, background included (a model "
+                             "trained with another --format; default 2)")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="train with another --format: fraction of the images held out for "
+                             "validation (without --val-dataset)")
+    from mrcnn.data.formats import add_format_arguments
+    add_format_arguments(parser, native="balloon",
+                         native_help=f"--dataset holding train/ and val/, each with "
+                                     f"{ANNOTATION_FILE}")
     return parser
 
 
@@ -283,20 +310,27 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.weights is None:
         parser.error("--weights is required (a .h5 path, last, imagenet, coco or none)")
-    if args.command == "train":
+    datasets = None
+    if args.command == "train" and args.format == "balloon":
         require_dataset_dir(args.dataset)
+    elif args.command == "train":
+        from mrcnn.data.formats import load_format_datasets
+        if args.dataset is None:
+            parser.error(f"--format {args.format} needs --dataset (its json or folder)")
+        datasets = load_format_datasets(args, "train")
     elif bool(args.image) == bool(args.video):
         parser.error("splash needs exactly one of --image or --video")
     print(f"Command: {args.command}  weights: {args.weights}  dataset: {args.dataset}  "
           f"logs: {args.logs}")
     if args.command == "train":
-        config = BalloonConfig()
+        config = balloon_config(datasets[0].num_classes if datasets else None)
         config.display()
         model = MaskRCNN(mode="training", config=config, model_dir=args.logs)
         load_weights_spec(model, args.weights)
         return train_balloon(model, args.dataset, epochs=args.epochs,
-                             layers=args.layers or default_layers(args.weights))
-    config = BalloonInferenceConfig()
+                             layers=args.layers or default_layers(args.weights),
+                             datasets=datasets)
+    config = balloon_config(args.num_classes, BalloonInferenceConfig)
     config.display()
     model = MaskRCNN(mode="inference", config=config, model_dir=args.logs)
     load_weights_spec(model, args.weights)

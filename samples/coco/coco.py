@@ -541,31 +541,11 @@ def _load(sources, class_ids, cache, image_ids=None):
     return dataset, coco
 
 
-def _load_other_format(args, command):
-    """``--format via|labelme|masks``: (train, val, None) for train, (None, dataset, None) else."""
-    from mrcnn.data.formats import load_annotated_dataset, split_dataset
-
-    def load(path, class_names=None):
-        return load_annotated_dataset(
-            args.format, path, images=args.images, labels=args.labels, class_map=args.class_map,
-            default_class=args.default_class, class_names=class_names,
-            class_attribute=args.class_attribute)
-
-    dataset = load(args.dataset or args.annotations)
-    if command != "train":
-        return None, dataset, None
-    if args.val_dataset:
-        # The validation set must number its classes as the training set does.
-        return dataset, load(args.val_dataset, class_names=dataset.class_names[1:]), None
-    train_set, val_set = split_dataset(dataset, args.val_fraction)
-    print(f"Validation: the last {val_set.num_images} of {dataset.num_images} images")
-    return train_set, val_set, None
-
-
 def load_datasets(args, command):
     """Datasets for the command: (train, val, None) for train, (None, dataset, coco) else."""
     if getattr(args, "format", "coco") != "coco":
-        return _load_other_format(args, command)
+        from mrcnn.data.formats import load_format_datasets
+        return (*load_format_datasets(args, command, args.dataset or args.annotations), None)
     train_sources, val_sources = _sources(args, command)
     first = (train_sources or val_sources)[0][0]
     cache = {}
@@ -629,31 +609,9 @@ def build_parser():
     parser.add_argument("--lr", type=float, help="base learning rate (default LEARNING_RATE)")
     parser.add_argument("--steps-per-epoch", type=int, help="override STEPS_PER_EPOCH")
     parser.add_argument("--output", metavar="FILE", help="evaluate: write the results json")
+    from mrcnn.data.formats import add_format_arguments
     add_format_arguments(parser)
     return parser
-
-
-def add_format_arguments(parser):
-    """``--format coco|via|labelme|masks`` and the options of the non-COCO readers."""
-    from mrcnn.data.formats import FORMATS
-    group = parser.add_argument_group("annotation format (mrcnn.data.formats)")
-    group.add_argument("--format", choices=FORMATS, default="coco",
-                       help="coco: --dataset/--annotations json; via: a VIA json; labelme: a "
-                            "folder of LabelMe json files; masks: <id>/images + <id>/masks "
-                            "folders, or with --labels a folder of pictures (--dataset)")
-    group.add_argument("--labels", metavar="DIR",
-                       help="masks: folder of instance-id label images (same stems, .png)")
-    group.add_argument("--class-map", metavar="JSON",
-                       help="masks: class map {'<id>/<file>': class} or, with --labels, class "
-                            "table {'<stem>': {'<k>': class}}")
-    group.add_argument("--default-class", default="object", metavar="NAME",
-                       help="via/masks: class of objects without one (default 'object')")
-    group.add_argument("--class-attribute", metavar="KEY",
-                       help="via: the region_attributes key holding the class name")
-    group.add_argument("--val-dataset", metavar="PATH",
-                       help="via/labelme/masks train: validation data of the same format "
-                            "(default: split off --val-fraction)")
-    return group
 
 
 def main(argv=None):

@@ -108,8 +108,10 @@ class NucleusConfig(Config):
     MAX_GT_INSTANCES = 200
     DETECTION_MAX_INSTANCES = 400
 
-    def __init__(self, train_images=None, val_images=None):
+    def __init__(self, train_images=None, val_images=None, num_classes=None):
         batch = int(self.IMAGES_PER_GPU) * int(self.GPU_COUNT)
+        if num_classes is not None:  # another annotation format (--format) may have more classes
+            self.NUM_CLASSES = int(num_classes)
         if train_images is not None:
             self.STEPS_PER_EPOCH = max(1, int(train_images) // batch)
         if val_images is not None:
@@ -191,14 +193,16 @@ _CONFIGS = {
 }
 
 
-def make_config(kind="classic", mode="training", train_images=None, val_images=None):
-    """A config instance: ``kind`` "classic" or "cpu", ``mode`` "training" or "inference"."""
+def make_config(kind="classic", mode="training", train_images=None, val_images=None,
+                num_classes=None):
+    """A config instance: ``kind`` "classic" or "cpu", ``mode`` "training" or "inference";
+    ``num_classes`` (with background) replaces the nucleus sample's 2."""
     try:
         cls = _CONFIGS[(kind, mode)]
     except KeyError:
         raise ValueError(f"make_config: kind must be 'classic' or 'cpu' and mode 'training' or "
                          f"'inference', got kind={kind!r}, mode={mode!r}") from None
-    return cls(train_images=train_images, val_images=val_images)
+    return cls(train_images=train_images, val_images=val_images, num_classes=num_classes)
 
 
 # ----------------------------------------------------------------------------------- dataset
@@ -573,7 +577,8 @@ def build_parser():
         description="Mask R-CNN for nuclei segmentation (DSB2018 layout).")
     parser.add_argument("command", choices=["train", "detect", "evaluate"])
     parser.add_argument("--dataset", required=True, metavar="DIR",
-                        help=f"folder holding {TRAIN_FOLDER}/ (or {TRAIN_FOLDER} itself)")
+                        help=f"folder holding {TRAIN_FOLDER}/ (or {TRAIN_FOLDER} itself); with "
+                             "another --format, its json or folder")
     parser.add_argument("--subset", default=None,
                         help="train: training subset (default 'train'; validation uses 'val'); "
                              "detect/evaluate: default 'val'; also 'stage1_train' or a subfolder")
@@ -593,16 +598,36 @@ def build_parser():
     parser.add_argument("--limit", type=int, help="detect/evaluate: only the first N images")
     parser.add_argument("--output", default=DEFAULT_RESULTS_DIR, metavar="DIR",
                         help="detect: folder for the submit_<timestamp> results")
+    from mrcnn.data.formats import add_format_arguments
+    add_format_arguments(parser, native="dsb",
+                         native_help=f"the DSB2018 layout, --dataset holding {TRAIN_FOLDER}/ "
+                                     "and --subset choosing the split")
     return parser
+
+
+def load_datasets(args, command):
+    """``(train, val)`` for ``command == "train"``, ``(None, dataset)`` else, from parsed
+    arguments: the DSB2018 layout (``--format dsb``: ``--subset`` and the deterministic
+    ``--val-fraction`` split) or any format of :mod:`mrcnn.data.formats`."""
+    if args.format != "dsb":
+        from mrcnn.data.formats import load_format_datasets
+        return load_format_datasets(args, command)
+    from mrcnn.cli import require_dataset_dir
+    require_dataset_dir(args.dataset)
+    if command == "train":
+        return (load_dataset(args.dataset, args.subset or "train", args.val_fraction),
+                load_dataset(args.dataset, "val", args.val_fraction))
+    return None, load_dataset(args.dataset, args.subset or "val", args.val_fraction)
 
 
 def main(argv=None):
     """Run the command line; returns the training histories, submission folder or metrics."""
-    from mrcnn.cli import load_weights_spec, require_dataset_dir
+    from mrcnn.cli import load_weights_spec
     from mrcnn.model.maskrcnn import MaskRCNN
 
     args = build_parser().parse_args(argv)
-    require_dataset_dir(args.dataset)
+    train_set, dataset = load_datasets(args, args.command)
+    num_classes = None if args.format == "dsb" else dataset.num_classes
     weights = args.weights
     if weights is None:
         weights = "last" if args.command != "train" else (
@@ -610,10 +635,9 @@ def main(argv=None):
     print(f"Command: {args.command}  dataset: {args.dataset}  weights: {weights}  "
           f"config: {args.config}  logs: {args.logs}")
     if args.command == "train":
-        train_set = load_dataset(args.dataset, args.subset or "train", args.val_fraction)
-        val_set = load_dataset(args.dataset, "val", args.val_fraction)
+        val_set = dataset
         config = make_config(args.config, "training", train_images=train_set.num_images,
-                             val_images=val_set.num_images)
+                             val_images=val_set.num_images, num_classes=num_classes)
         config.display()
         model = MaskRCNN(mode="training", config=config, model_dir=args.logs)
         load_weights_spec(model, weights)
@@ -622,8 +646,7 @@ def main(argv=None):
                              learning_rate=args.learning_rate,
                              augmentation=not args.no_augmentation, minutes=args.minutes)
 
-    dataset = load_dataset(args.dataset, args.subset or "val", args.val_fraction)
-    config = make_config(args.config, "inference")
+    config = make_config(args.config, "inference", num_classes=num_classes)
     config.display()
     model = MaskRCNN(mode="inference", config=config, model_dir=args.logs)
     load_weights_spec(model, weights)
