@@ -58,13 +58,20 @@ def build_heads(rois, input_image_meta, mrcnn_feature_maps, config):
                                 bn_momentum=config.BATCH_NORM_MOMENTUM)
 
 
-def build_mask_head(rois, input_image_meta, mrcnn_feature_maps, config):
-    """RoIAlign + mask head on ``rois`` [B, R, 4] normalized -> [B, R, 2m, 2m, NUM_CLASSES]."""
+def build_mask_head(rois, input_image_meta, mrcnn_feature_maps, config, valid=None,
+                    valid_column=None):
+    """RoIAlign + mask head on ``rois`` [B, R, 4] normalized -> [B, R, 2m, 2m, NUM_CLASSES].
+
+    ``valid`` (``[B, R]``, or ``[B, R, K]`` tested at ``valid_column``; > 0 = needs a mask)
+    runs the mask convolutions on those ROIs only (zeros elsewhere); ignored with ``Config.XLA``,
+    whose compiled graphs need static shapes."""
+    xla = bool(getattr(config, "XLA", False))
     pooled = PyramidROIAlign([config.MASK_POOL_SIZE, config.MASK_POOL_SIZE],
-                             xla_compatible=getattr(config, "XLA", False),
+                             xla_compatible=xla,
                              name="roi_align_mask")([rois, input_image_meta] + mrcnn_feature_maps)
     return build_fpn_mask_graph(pooled, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                bn_momentum=config.BATCH_NORM_MOMENTUM)
+                                bn_momentum=config.BATCH_NORM_MOMENTUM,
+                                valid=None if xla else valid, valid_column=valid_column)
 
 
 def build_inference_model(config):
@@ -91,7 +98,9 @@ def build_inference_model(config):
         nms_threshold=config.DETECTION_NMS_THRESHOLD, bbox_std_dev=config.BBOX_STD_DEV,
         name="mrcnn_detection")([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
-    mrcnn_mask = build_mask_head(detection_boxes, input_image_meta, mrcnn_feature_maps, config)
+    # Masks for the detections only, not for the zero padding up to DETECTION_MAX_INSTANCES.
+    mrcnn_mask = build_mask_head(detection_boxes, input_image_meta, mrcnn_feature_maps, config,
+                                 valid=detections, valid_column=4)
     return keras.Model([input_image, input_image_meta, input_anchors],
                        [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class,
                         rpn_bbox], name="mask_rcnn")

@@ -22,6 +22,7 @@ from mrcnn.model.layers import (
     SqueezeRoiFeatures,
     WindowConv2D,
 )
+from mrcnn.model.valid_rois import GatherValidRois, ScatterValidRois
 
 __all__ = ["fpn_classifier_graph", "build_fpn_mask_graph"]
 
@@ -91,7 +92,8 @@ def fpn_classifier_graph(pooled, num_classes, fc_layers_size=1024, train_bn=None
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
-def build_fpn_mask_graph(pooled, num_classes, train_bn=None, bn_momentum=BN_MOMENTUM):
+def build_fpn_mask_graph(pooled, num_classes, train_bn=None, bn_momentum=BN_MOMENTUM,
+                         valid=None, valid_column=None):
     """Mask head.
 
     Args:
@@ -100,6 +102,9 @@ def build_fpn_mask_graph(pooled, num_classes, train_bn=None, bn_momentum=BN_MOME
         num_classes: classes including background (``NUM_CLASSES``).
         train_bn: the classic ``TRAIN_BN``.
         bn_momentum: BatchNorm moving-average momentum (``BATCH_NORM_MOMENTUM``).
+        valid: optional ``[B, R]`` tensor (> 0, e.g. a class id = a ROI that needs a mask), or ``[B, R, K]``
+            with ``valid_column``: the convolutions then run on the valid ROIs only and the
+            others get all-zero masks (:mod:`mrcnn.model.valid_rois`). None: every ROI.
     Returns:
         ``mrcnn_mask [B, R, 2*mp, 2*mp, NC]`` float32 sigmoid probabilities, one mask per class
         (the caller picks the channel of the ROI's class), in the ROI's box frame.
@@ -108,12 +113,18 @@ def build_fpn_mask_graph(pooled, num_classes, train_bn=None, bn_momentum=BN_MOME
     num_classes = _check_num_classes(num_classes, "build_fpn_mask_graph")
 
     x = MergeRoiBatch(name="mrcnn_mask_merge_rois")(pooled)
+    if valid is not None:
+        x, valid_indices = GatherValidRois(valid_column, name="mrcnn_mask_valid_rois")(
+            [x, valid])
     for i in range(1, 5):
         x = layers.Conv2D(256, (3, 3), padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu", name=f"mrcnn_mask_relu{i}")(x)
     x = layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu",
                                name="mrcnn_mask_deconv")(x)
+    if valid is not None:
+        x = ScatterValidRois(valid_column, name="mrcnn_mask_scatter_rois")(
+            [x, valid_indices, valid])
     x = SplitRoiBatch(name="mrcnn_mask_split_rois")([x, pooled])
     # The last layer takes [B, R, ...] itself so that get_layer("mrcnn_mask").output has the
     # classic shape [B, R, 2mp, 2mp, NC] (the inspection notebooks index it that way).

@@ -175,9 +175,13 @@ def build_training_model(config):
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = build_heads(rois, input_image_meta,
                                                               mrcnn_feature_maps, config)
     # Mask targets exist only for positive ROIs, which DetectionTargetLayer puts first: the mask
-    # head runs on those slots alone (the loss is the same, the work a fraction).
+    # head runs on those slots alone, and within them on the positives only (the negatives that
+    # fill the slots get zero masks, which the loss ignores): the loss is the same, the work a
+    # fraction.
     mask_rois = RoiSlice(mask_rois_per_image, name="mask_rois")(rois)
-    mrcnn_mask = build_mask_head(mask_rois, input_image_meta, mrcnn_feature_maps, config)
+    mask_positive = RoiSlice(mask_rois_per_image, name="mask_roi_class_ids")(target_class_ids)
+    mrcnn_mask = build_mask_head(mask_rois, input_image_meta, mrcnn_feature_maps, config,
+                                 valid=mask_positive)
     active_class_ids = ActiveClassIds(name="active_class_ids")(input_image_meta)
 
     losses = [

@@ -28,6 +28,10 @@ class TinyConfig(Config):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
+    # Seeded: with random weights the class logits can be nearly the same for every ROI, and an
+    # unlucky draw makes background win all of one image's ROIs (no detections at all).
+    import keras
+    keras.utils.set_random_seed(0)
     return MaskRCNN(mode="inference", config=TinyConfig(),
                     model_dir=str(tmp_path_factory.mktemp("logs")))
 
