@@ -200,3 +200,22 @@ def test_non_finite_rpn_outputs_give_finite_proposals():
     out = layer([tf.constant(probs), tf.constant(deltas), tf.constant(anchors)]).numpy()
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out[0, 0], anchors[0, 0], atol=1e-6)
+
+
+def test_cpp_and_padded_nms_variants_agree_and_zero_boxes_are_never_selected():
+    """The per-image C++ kernel (default) and the batched padded op (xla_compatible, for
+    Config.XLA) select the same proposals; all-zero boxes (a collapsed clip) are dropped by both."""
+    rng = np.random.default_rng(7)
+    probs, deltas, anchors = make_inputs(rng, batch=3, num_anchors=300)
+    anchors[1, :40] = 0.0  # zero anchors and zero deltas decode to all-zero boxes
+    deltas[1, :40] = 0.0
+    probs[1, :40] = [0.0, 1.0]  # ... with the best scores
+    outputs = []
+    for xla in (False, True):
+        layer = ProposalLayer(50, 0.6, 200, STD, xla_compatible=xla)
+        assert layer.get_config()["xla_compatible"] is xla
+        outputs.append(layer([probs, deltas, anchors]).numpy())
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)
+    assert count_rows(outputs[0][1]) > 0
+    for out in outputs:
+        assert not np.any(np.all(out[1] == 0, axis=-1)[:count_rows(out[1])])
