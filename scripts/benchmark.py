@@ -37,6 +37,9 @@ def parse_args(argv=None):
                     help="classes incl. background (91 = the torchvision peer's COCO head)")
     ap.add_argument("--proposals", type=int, default=1000, help="POST_NMS_ROIS_INFERENCE")
     ap.add_argument("--detections", type=int, default=100, help="DETECTION_MAX_INSTANCES")
+    ap.add_argument("--min-confidence", type=float, default=0.0,
+                    help="DETECTION_MIN_CONFIDENCE (0: every slot a detection, the peer's "
+                         "work; higher: fewer detections than DETECTION_MAX_INSTANCES slots)")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-stage profile")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json-out", default="", help="also write the JSON result here")
@@ -78,7 +81,7 @@ def make_config(args):
         IMAGE_MAX_DIM = args.size
         POST_NMS_ROIS_INFERENCE = args.proposals
         DETECTION_MAX_INSTANCES = args.detections
-        DETECTION_MIN_CONFIDENCE = 0.0
+        DETECTION_MIN_CONFIDENCE = args.min_confidence
 
     return BenchmarkConfig()
 
@@ -161,6 +164,7 @@ def main(argv=None):
         "name": "mrcnn_infer_%d" % args.size, "backbone": args.backbone,
         "num_classes": args.num_classes, "proposals": args.proposals,
         "detections_max": args.detections, "detections_produced": n_det,
+        "min_confidence": args.min_confidence,
         "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
         "isa": isa, "cpu": cpu_summary(),
         "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),

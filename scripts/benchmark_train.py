@@ -54,12 +54,15 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--pipeline-batches", type=int, default=20,
                     help="batches drawn from the input pipeline alone (0: skip)")
+    ap.add_argument("--no-include-gt", action="store_true",
+                    help="TRAIN_ROIS_INCLUDE_GT off (the classic default; the peer always adds "
+                         "the GT boxes to its proposals)")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--json-out", default="")
     return ap.parse_args(argv)
 
 
-def make_config(size, batch):
+def make_config(size, batch, include_gt=True):
     from mrcnn.config import Config
 
     class TrainBenchmarkConfig(Config):
@@ -79,6 +82,10 @@ def make_config(size, batch):
         WEIGHT_DECAY = 1e-4
         GRADIENT_CLIP_NORM = 5.0
 
+    # The peer (torchvision) adds the GT boxes to the proposals the heads sample from; so does
+    # TRAIN_ROIS_INCLUDE_GT. Without it, random weights propose almost nothing near the GT and the
+    # heads get few positives, i.e. far less mask-head work than the peer's (--no-include-gt).
+    TrainBenchmarkConfig.TRAIN_ROIS_INCLUDE_GT = bool(include_gt)
     # Small objects at 128 px: the shapes anchors; the default anchors at 512 px.
     if size <= 256:
         TrainBenchmarkConfig.RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
@@ -141,6 +148,7 @@ def run_child(name, args):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
+    import numpy as np
     from mrcnn.data.pipeline import (make_training_dataset, measure_pipeline_throughput,
                                      pyramid_anchors_for_config)
     from mrcnn.model.maskrcnn import MaskRCNN
@@ -148,7 +156,7 @@ def run_child(name, args):
     # Where the memory goes: (current, peak) RSS after each stage.
     memory = {"tensorflow imported": _rss_mib()}
     size, batch = parse_config_name(name)
-    config = make_config(size, batch)
+    config = make_config(size, batch, include_gt=not args.no_include_gt)
     dataset = make_dataset(size)
     anchors_px, anchors = pyramid_anchors_for_config(config)
     tf_data = make_training_dataset(dataset, config, anchors, anchors_px, seed=0)
@@ -180,9 +188,15 @@ def run_child(name, args):
     timed = walls[args.warmup:]
     step_s = statistics.median(timed)
     memory["all steps done"] = _rss_mib()
+    # Positive ROIs per batch (the mask head's rows), comparable to the peer's "pos" column.
+    probe = keras.Model(km.inputs, km.get_layer("proposal_targets").output[1])
+    positives = [int(np.sum(probe(keras.utils.unpack_x_y_sample_weight(batch)[0],
+                                  training=True).numpy() > 0))
+                 for batch in tf_data.take(3)]
     return {
         "name": name, "image": size, "batch": batch, "median_s": step_s, "min_s": min(timed),
         "max_s": max(timed), "walls_s": timed, "losses": losses,
+        "positives_per_batch": positives, "rois_include_gt": bool(config.TRAIN_ROIS_INCLUDE_GT),
         "pipeline_batches_per_s": pipeline_bps,
         "pipeline_vs_model": pipeline_bps * step_s,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
@@ -206,6 +220,7 @@ def main(argv=None):
         cmd = [sys.executable, __file__, "--child", name, "--threads", str(args.threads),
                "--runs", str(args.runs), "--warmup", str(args.warmup),
                "--pipeline-batches", str(args.pipeline_batches)]
+        cmd += ["--no-include-gt"] if args.no_include_gt else []
         out = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
         if out.returncode or not lines:
@@ -214,7 +229,8 @@ def main(argv=None):
         result = json.loads(lines[-1][len("RESULT "):])
         results.append(result)
         print(f"{name}: median {result['median_s']:.3f}s/step (min {result['min_s']:.3f}), "
-              f"peak RSS {result['peak_rss_mib']:.0f} MiB, pipeline "
+              f"peak RSS {result['peak_rss_mib']:.0f} MiB, positives per batch "
+              f"{result['positives_per_batch']}, pipeline "
               f"{result['pipeline_batches_per_s']:.1f} batches/s = "
               f"{result['pipeline_vs_model']:.1f}x the model's consumption", flush=True)
         for stage, (current, peak) in result["rss_stages_mib"].items():
