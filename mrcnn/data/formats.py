@@ -101,12 +101,13 @@ def split_dataset(dataset, val_fraction=0.1):
     return subset_dataset(dataset, ids[:-n_val]), subset_dataset(dataset, ids[-n_val:])
 
 
-def add_format_arguments(parser, native=None, native_help=None):
+def add_format_arguments(parser, native=None, native_help=None, images_option=True):
     """Add ``--format`` and the options of the non-native readers to an argparse ``parser``.
 
     ``native`` names a sample's own layout (e.g. ``"dsb"`` for the nucleus folders), which
     becomes the default and the first choice; without it the default is ``coco``. The data path
     itself is the sample's ``--dataset`` (or the coco sample's ``--annotations``).
+    ``images_option=False`` for a parser that defines ``--images`` itself (the coco sample).
     """
     choices = ((native,) if native else ()) + FORMATS
     default = native or "coco"
@@ -133,7 +134,7 @@ def add_format_arguments(parser, native=None, native_help=None):
     group.add_argument("--val-dataset", metavar="PATH",
                        help="train: validation data of the same format (default: split off "
                             "--val-fraction)")
-    if not any(action.dest == "images" for action in parser._actions):
+    if images_option:
         group.add_argument("--images", metavar="DIR",
                            help="coco/via: folder of the json's images (default: its folder)")
     return group

@@ -610,7 +610,7 @@ def build_parser():
     parser.add_argument("--steps-per-epoch", type=int, help="override STEPS_PER_EPOCH")
     parser.add_argument("--output", metavar="FILE", help="evaluate: write the results json")
     from mrcnn.data.formats import add_format_arguments
-    add_format_arguments(parser)
+    add_format_arguments(parser, images_option=False)  # --images is defined above
     return parser
 
 

@@ -635,14 +635,13 @@ def main(argv=None):
     print(f"Command: {args.command}  dataset: {args.dataset}  weights: {weights}  "
           f"config: {args.config}  logs: {args.logs}")
     if args.command == "train":
-        val_set = dataset
         config = make_config(args.config, "training", train_images=train_set.num_images,
-                             val_images=val_set.num_images, num_classes=num_classes)
+                             val_images=dataset.num_images, num_classes=num_classes)
         config.display()
         model = MaskRCNN(mode="training", config=config, model_dir=args.logs)
         load_weights_spec(model, weights)
         layers = args.layers or ("all" if str(weights).lower() == "none" else "heads+all")
-        return train_nucleus(model, train_set, val_set, epochs=args.epochs, layers=layers,
+        return train_nucleus(model, train_set, dataset, epochs=args.epochs, layers=layers,
                              learning_rate=args.learning_rate,
                              augmentation=not args.no_augmentation, minutes=args.minutes)
 
