@@ -188,6 +188,8 @@ def run_child(name, args):
     timed = walls[args.warmup:]
     step_s = statistics.median(timed)
     memory["all steps done"] = _rss_mib()
+    # The training's peak, read before the probe below builds and runs a model of its own.
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     # Positive ROIs per batch (the mask head's rows), comparable to the peer's "pos" column.
     probe = keras.Model(km.inputs, km.get_layer("proposal_targets").output[1])
     positives = [int(np.sum(probe(keras.utils.unpack_x_y_sample_weight(batch)[0],
@@ -199,7 +201,7 @@ def run_child(name, args):
         "positives_per_batch": positives, "rois_include_gt": bool(config.TRAIN_ROIS_INCLUDE_GT),
         "pipeline_batches_per_s": pipeline_bps,
         "pipeline_vs_model": pipeline_bps * step_s,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mib": peak_rss_mib,
         "params": km.count_params(), "rss_stages_mib": memory,
         "env": {k: os.environ[k] for k in os.environ
                 if k.startswith(("MALLOC_", "ONEDNN_", "TF_", "OMP_"))},
