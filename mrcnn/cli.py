@@ -15,7 +15,7 @@ from mrcnn.model.pretrained import resolve_coco_weights
 __all__ = ["CLASS_SPECIFIC_LAYERS", "COCO_NUM_CLASSES", "add_weights_argument",
            "resolve_weights_path", "load_weights_spec", "require_dataset_dir",
            "parse_config_overrides", "load_object", "load_config", "starts_from_scratch",
-           "default_layers", "weights_exclude"]
+           "default_layers", "weights_exclude", "config_with"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,20 @@ def load_object(spec):
     if not hasattr(module, name):
         raise ValueError(f"{spec!r}: module {module_name} has no attribute {name!r}")
     return getattr(module, name)
+
+
+def config_with(base, **overrides):
+    """An instance of a subclass of the Config class ``base`` with ``overrides`` (None values
+    ignored) as class attributes, so that the derived values (``IMAGE_META_SIZE`` from
+    ``NUM_CLASSES``, ``BATCH_SIZE`` ...) follow them and are validated.
+
+    Raises ValueError for attribute names that are not upper case.
+    """
+    attributes = {k: v for k, v in overrides.items() if v is not None}
+    lower = [k for k in attributes if not k.isupper()]
+    if lower:
+        raise ValueError(f"config attributes are UPPERCASE, got {lower}")
+    return type(base.__name__, (base,), attributes)()
 
 
 def load_config(spec, overrides=None, images_per_batch=1):

@@ -21,3 +21,15 @@ def test_parse_config_overrides_names_the_bad_item(item, message):
     with pytest.raises(ValueError, match=message) as info:
         parse_config_overrides([item])
     assert repr(item) in str(info.value)
+
+
+def test_config_with_subclasses_derives_and_refuses_lower_case():
+    from mrcnn.cli import config_with
+    from mrcnn.config import Config
+
+    config = config_with(Config, NUM_CLASSES=5, IMAGES_PER_GPU=3, GPU_COUNT=None)
+    assert config.NUM_CLASSES == 5 and config.BATCH_SIZE == 3 and config.GPU_COUNT == 1
+    assert config.IMAGE_META_SIZE == Config().IMAGE_META_SIZE + 4
+    assert type(config).__name__ == "Config" and Config.NUM_CLASSES == 1
+    with pytest.raises(ValueError, match="UPPERCASE"):
+        config_with(Config, num_classes=5)

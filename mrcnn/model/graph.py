@@ -89,7 +89,8 @@ def build_inference_model(config):
     rpn_rois = ProposalLayer(
         proposal_count=config.POST_NMS_ROIS_INFERENCE, nms_threshold=config.RPN_NMS_THRESHOLD,
         pre_nms_limit=config.PRE_NMS_LIMIT, rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV,
-        xla_compatible=bool(getattr(config, "XLA", False)), name="ROI")([rpn_class, rpn_bbox, input_anchors])
+        xla_compatible=bool(getattr(config, "XLA", False)),
+        name="ROI")([rpn_class, rpn_bbox, input_anchors])
     _, mrcnn_class, mrcnn_bbox = build_heads(rpn_rois, input_image_meta, mrcnn_feature_maps,
                                              config)
     detections = DetectionLayer(

@@ -102,9 +102,10 @@ def build_fpn_mask_graph(pooled, num_classes, train_bn=None, bn_momentum=BN_MOME
         num_classes: classes including background (``NUM_CLASSES``).
         train_bn: the classic ``TRAIN_BN``.
         bn_momentum: BatchNorm moving-average momentum (``BATCH_NORM_MOMENTUM``).
-        valid: optional ``[B, R]`` tensor (> 0, e.g. a class id = a ROI that needs a mask), or ``[B, R, K]``
-            with ``valid_column``: the convolutions then run on the valid ROIs only and the
-            others get all-zero masks (:mod:`mrcnn.model.valid_rois`). None: every ROI.
+        valid: optional ``[B, R]`` tensor (> 0, e.g. a class id: the ROI needs a mask), or
+            ``[B, R, K]`` with ``valid_column``: the convolutions then run on the valid ROIs
+            only and the others get all-zero masks (:mod:`mrcnn.model.valid_rois`).
+            None: every ROI.
     Returns:
         ``mrcnn_mask [B, R, 2*mp, 2*mp, NC]`` float32 sigmoid probabilities, one mask per class
         (the caller picks the channel of the ROI's class), in the ROI's box frame.

@@ -152,7 +152,8 @@ def build_training_model(config):
     rpn_rois = ProposalLayer(
         proposal_count=config.POST_NMS_ROIS_TRAINING, nms_threshold=config.RPN_NMS_THRESHOLD,
         pre_nms_limit=config.PRE_NMS_LIMIT, rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV,
-        xla_compatible=bool(getattr(config, "XLA", False)), name="ROI")([rpn_class, rpn_bbox, input_anchors])
+        xla_compatible=bool(getattr(config, "XLA", False)),
+        name="ROI")([rpn_class, rpn_bbox, input_anchors])
     if config.USE_RPN_ROIS:
         target_rois = rpn_rois
     else:

@@ -67,10 +67,11 @@ class BalloonConfig(Config):
 def balloon_config(num_classes=None, base=None):
     """A ``base`` (default :class:`BalloonConfig`) instance, with ``NUM_CLASSES = num_classes``
     (background included) when given: data of another ``--format`` may have several classes."""
+    from mrcnn.cli import config_with
     base = base or BalloonConfig
     if num_classes is None or int(num_classes) == base.NUM_CLASSES:
         return base()
-    return type(base.__name__, (base,), {"NUM_CLASSES": int(num_classes)})()
+    return config_with(base, NUM_CLASSES=int(num_classes))
 
 
 class BalloonInferenceConfig(BalloonConfig):

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mrcnn.cli import add_weights_argument, default_layers, load_weights_spec, \
+from mrcnn.cli import add_weights_argument, config_with, default_layers, load_weights_spec, \
     require_dataset_dir
 from mrcnn.config import Config
 from mrcnn.data.coco import CocoDataset as _CocoDatasetBase
@@ -87,11 +87,7 @@ def make_config(base=CocoConfig, **overrides):
     Overrides become class attributes, so the derived values (``IMAGE_META_SIZE`` from
     ``NUM_CLASSES``, ``BATCH_SIZE``...) are computed from them and validated.
     """
-    attributes = {k: v for k, v in overrides.items() if v is not None}
-    lower = [k for k in attributes if not k.isupper()]
-    if lower:
-        raise ValueError(f"make_config: config attributes are UPPERCASE, got {lower}")
-    return type(base.__name__, (base,), attributes)()
+    return config_with(base, **overrides)
 
 
 # ------------------------------------------------------------------ Dataset
