@@ -22,7 +22,7 @@ from mrcnn.model.layers import (
     SqueezeRoiFeatures,
     WindowConv2D,
 )
-from mrcnn.model.valid_rois import GatherValidRois, ScatterValidRois
+from mrcnn.model.valid_rois import GatherValidRois, ValidRoisConv2D
 
 __all__ = ["fpn_classifier_graph", "build_fpn_mask_graph"]
 
@@ -123,10 +123,12 @@ def build_fpn_mask_graph(pooled, num_classes, train_bn=None, bn_momentum=BN_MOME
         x = layers.Activation("relu", name=f"mrcnn_mask_relu{i}")(x)
     x = layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu",
                                name="mrcnn_mask_deconv")(x)
+    # The last layer outputs [B, R, ...] itself so that get_layer("mrcnn_mask").output has the
+    # classic shape [B, R, 2mp, 2mp, NC] (the inspection notebooks index it that way).
     if valid is not None:
-        x = ScatterValidRois(valid_column, name="mrcnn_mask_scatter_rois")(
+        # Its 1x1 convolution runs on the valid rows, then scatters NC channels (not 256).
+        return ValidRoisConv2D(num_classes, (1, 1), strides=1, activation="sigmoid",
+                               column=valid_column, name="mrcnn_mask")(
             [x, valid_indices, valid])
     x = SplitRoiBatch(name="mrcnn_mask_split_rois")([x, pooled])
-    # The last layer takes [B, R, ...] itself so that get_layer("mrcnn_mask").output has the
-    # classic shape [B, R, 2mp, 2mp, NC] (the inspection notebooks index it that way).
     return RoiConv2D(num_classes, (1, 1), strides=1, activation="sigmoid", name="mrcnn_mask")(x)

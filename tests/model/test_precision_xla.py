@@ -78,6 +78,9 @@ def test_global_bfloat16_policy_is_honoured_and_detect_keeps_its_dtypes(tmp_path
     image = make_dataset(1, split="val", seed=2, height=128, width=128).load_image(0)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    # Seeded: with some random weights every ROI's best class is the background, i.e. no
+    # detection at all (the test then failed about one run in three).
+    keras.utils.set_random_seed(0)
     try:
         model = MaskRCNN("inference", Detect(), str(tmp_path))
     finally:
