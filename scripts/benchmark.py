@@ -37,6 +37,8 @@ def parse_args(argv=None):
                     help="classes incl. background (91 = the torchvision peer's COCO head)")
     ap.add_argument("--proposals", type=int, default=1000, help="POST_NMS_ROIS_INFERENCE")
     ap.add_argument("--detections", type=int, default=100, help="DETECTION_MAX_INSTANCES")
+    ap.add_argument("--rpn-channels", type=int, default=512,
+                    help="RPN_CONV_CHANNELS (512 classic; 256 is torchvision's RPN)")
     ap.add_argument("--min-confidence", type=float, default=0.0,
                     help="DETECTION_MIN_CONFIDENCE (0: every slot a detection, the peer's "
                          "work; higher: fewer detections than DETECTION_MAX_INSTANCES slots)")
@@ -82,6 +84,7 @@ def make_config(args):
         POST_NMS_ROIS_INFERENCE = args.proposals
         DETECTION_MAX_INSTANCES = args.detections
         DETECTION_MIN_CONFIDENCE = args.min_confidence
+        RPN_CONV_CHANNELS = getattr(args, "rpn_channels", 512)
 
     return BenchmarkConfig()
 
@@ -164,7 +167,7 @@ def main(argv=None):
         "name": "mrcnn_infer_%d" % args.size, "backbone": args.backbone,
         "num_classes": args.num_classes, "proposals": args.proposals,
         "detections_max": args.detections, "detections_produced": n_det,
-        "min_confidence": args.min_confidence,
+        "min_confidence": args.min_confidence, "rpn_conv_channels": args.rpn_channels,
         "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
         "isa": isa, "cpu": cpu_summary(),
         "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
@@ -175,7 +178,8 @@ def main(argv=None):
         "machine": platform.machine(), "cpus": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    print(f"detect {args.size}x{args.size} {args.backbone}: median {result['median_s']:.3f}s "
+    print(f"detect {args.size}x{args.size} {args.backbone}, RPN {args.rpn_channels} "
+          f"channels: median {result['median_s']:.3f}s "
           f"min {result['min_s']:.3f}s ({n_det} detections), peak RSS after detect "
           f"{rss_detect_mib:.0f} MiB; oneDNN ISA {isa}; {cpu_summary()}")
     for name, value in stages.items():

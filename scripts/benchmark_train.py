@@ -58,11 +58,13 @@ def parse_args(argv=None):
                     help="TRAIN_ROIS_INCLUDE_GT off (the classic default; the peer always adds "
                          "the GT boxes to its proposals)")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--rpn-channels", type=int, default=512,
+                    help="RPN_CONV_CHANNELS (512 classic; 256 is torchvision's RPN)")
     ap.add_argument("--json-out", default="")
     return ap.parse_args(argv)
 
 
-def make_config(size, batch, include_gt=True):
+def make_config(size, batch, include_gt=True, rpn_channels=512):
     from mrcnn.config import Config
 
     class TrainBenchmarkConfig(Config):
@@ -81,6 +83,7 @@ def make_config(size, batch, include_gt=True):
         LEARNING_RATE = 0.01
         WEIGHT_DECAY = 1e-4
         GRADIENT_CLIP_NORM = 5.0
+        RPN_CONV_CHANNELS = rpn_channels
 
     # The peer (torchvision) adds the GT boxes to the proposals the heads sample from; so does
     # TRAIN_ROIS_INCLUDE_GT. Without it, random weights propose almost nothing near the GT and the
@@ -156,7 +159,8 @@ def run_child(name, args):
     # Where the memory goes: (current, peak) RSS after each stage.
     memory = {"tensorflow imported": _rss_mib()}
     size, batch = parse_config_name(name)
-    config = make_config(size, batch, include_gt=not args.no_include_gt)
+    config = make_config(size, batch, include_gt=not args.no_include_gt,
+                         rpn_channels=args.rpn_channels)
     dataset = make_dataset(size)
     anchors_px, anchors = pyramid_anchors_for_config(config)
     tf_data = make_training_dataset(dataset, config, anchors, anchors_px, seed=0)
@@ -203,6 +207,7 @@ def run_child(name, args):
         "pipeline_vs_model": pipeline_bps * step_s,
         "peak_rss_mib": peak_rss_mib,
         "params": km.count_params(), "rss_stages_mib": memory,
+        "rpn_conv_channels": config.RPN_CONV_CHANNELS,
         "env": {k: os.environ[k] for k in os.environ
                 if k.startswith(("MALLOC_", "ONEDNN_", "TF_", "OMP_"))},
     }
@@ -221,7 +226,8 @@ def main(argv=None):
         parse_config_name(name)
         cmd = [sys.executable, __file__, "--child", name, "--threads", str(args.threads),
                "--runs", str(args.runs), "--warmup", str(args.warmup),
-               "--pipeline-batches", str(args.pipeline_batches)]
+               "--pipeline-batches", str(args.pipeline_batches),
+               "--rpn-channels", str(args.rpn_channels)]
         cmd += ["--no-include-gt"] if args.no_include_gt else []
         out = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -8,6 +8,7 @@ total self time, summed over every host thread, and the CPU ISA oneDNN used.
     .venv/bin/python scripts/profile_step.py train --size 128 --batch 2 --threads 1
     .venv/bin/python scripts/profile_step.py infer --size 1024 --threads 2
     ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python scripts/profile_step.py train ...
+    .venv/bin/python scripts/profile_step.py train --size 128 --batch 8 --threads 2 --memory
 
 The work is that of ``scripts/benchmark_train.py`` (train) and ``scripts/benchmark.py`` (infer).
 The last stdout line is one JSON object (``--json-out`` also writes it).
@@ -36,6 +37,9 @@ def parse_args(argv=None):
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--json-out", default="")
     ap.add_argument("--summarize", default="", help="only summarize this *.xplane.pb trace")
+    ap.add_argument("--memory", action="store_true",
+                    help="also list the tensors live at the step's memory peak (runs on "
+                         "TensorFlow's BFC allocator without oneDNN: see memory_at_peak)")
     return ap.parse_args(argv)
 
 
@@ -85,8 +89,63 @@ def summarize_xspace(path, top):
     return rows[:top], sorted(by_type.items(), key=lambda kv: -kv[1])[:top], sum(totals.values())
 
 
+def memory_at_peak(path, top):
+    """The tensors live when the allocator's in-use bytes peaked, from one trace.
+
+    TensorFlow records ``MemoryAllocation`` / ``MemoryDeallocation`` events (address, bytes,
+    the op that allocated) for its BFC allocator only: ``--memory`` sets
+    ``TF_CPU_ALLOCATOR_USE_BFC=true`` and ``TF_ENABLE_ONEDNN_OPTS=0`` (oneDNN's own allocator
+    records none), so the op times of such a run are Eigen's, not oneDNN's.
+
+    Returns ``(peak MiB in use, op at the peak, [(op, MiB live at the peak)] largest first)``;
+    the live list holds the allocations made during the trace (weights, optimizer slots and
+    other tensors allocated before it are in the peak, not in the list).
+    """
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as fh:
+        space.ParseFromString(fh.read())
+    events = []
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        stat_names = {k: v.name for k, v in plane.stat_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                kind = plane.event_metadata[event.metadata_id].name
+                if kind not in ("MemoryAllocation", "MemoryDeallocation"):
+                    continue
+                stats = {}
+                for stat in event.stats:
+                    value = stat.str_value or stat.int64_value or stat.uint64_value
+                    if stat.ref_value:
+                        value = plane.stat_metadata[stat.ref_value].name
+                    stats[stat_names[stat.metadata_id]] = value
+                events.append((line.timestamp_ns * 1000 + event.offset_ps, kind, stats))
+    if not events:
+        raise SystemExit(f"{path}: no memory events (was TF_CPU_ALLOCATOR_USE_BFC=true set "
+                         "before TensorFlow was imported?)")
+    events.sort(key=lambda e: e[0])
+    peak = max(range(len(events)), key=lambda i: int(events[i][2].get("bytes_allocated", 0)))
+    live = {}
+    for _, kind, stats in events[:peak + 1]:
+        if kind == "MemoryAllocation":
+            live[stats.get("addr")] = stats
+        else:
+            live.pop(stats.get("addr"), None)
+    by_op = collections.Counter()
+    for stats in live.values():
+        by_op[str(stats.get("tf_op", "?"))] += int(stats.get("requested_bytes", 0)) / 2**20
+    return (int(events[peak][2]["bytes_allocated"]) / 2**20, events[peak][2].get("tf_op"),
+            by_op.most_common(top))
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.memory:
+        os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
     if args.summarize:
         top_ops, top_types, total = summarize_xspace(args.summarize, args.top)
         print(f"ops total {total:.3f} s")
@@ -171,7 +230,16 @@ def main(argv=None):
     print("by op type:")
     for op_type, t in top_types:
         print(f"  {op_type:40s} {t / args.steps:8.3f}")
+    memory = None
+    if args.memory:
+        peak_mib, peak_op, live = memory_at_peak(traces[0], args.top)
+        print(f"allocator peak {peak_mib:.0f} MiB in use, at {peak_op}; live then (allocated "
+              "during the trace), largest first:")
+        for op, mib in live:
+            print(f"  {mib:8.1f} MiB  {op[:100]}")
+        memory = {"peak_mib": peak_mib, "peak_op": peak_op, "live_mib": live}
     result = {"mode": args.mode, "size": args.size, "batch": args.batch,
+              "memory": memory,
               "threads": args.threads, "wall_s": wall, "ops_s": op_total / args.steps,
               "isa": isa, "cpu": cpu_summary(),
               "top_ops": [[n, ty, t / args.steps, c // args.steps] for n, ty, t, c in top_ops],

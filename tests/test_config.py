@@ -123,6 +123,8 @@ def test_callable_backbone_with_shape_function():
     ({"IMAGE_CHANNEL_COUNT": 4}, "MEAN_PIXEL"),
     ({"GPU_COUNT": 0}, "GPU_COUNT"),
     ({"IMAGES_PER_GPU": -1}, "IMAGES_PER_GPU"),
+    ({"RPN_CONV_CHANNELS": 0}, "RPN_CONV_CHANNELS"),
+    ({"RPN_CONV_CHANNELS": 256.5}, "RPN_CONV_CHANNELS"),
     ({"NUM_CLASSES": 0}, "NUM_CLASSES"),
     ({"NUM_CLASSES": 2.0}, "NUM_CLASSES"),
     ({"STEPS_PER_EPOCH": 0}, "STEPS_PER_EPOCH"),
@@ -193,10 +195,15 @@ def test_display_lists_attributes(capsys):
     assert "validate" not in names and "display" not in names
     # Every classic attribute and our documented extension, nothing else, exactly once.
     extensions = {"TRAIN_ROIS_INCLUDE_GT", "BATCH_NORM_MOMENTUM", "CLASS_WEIGHTS",
-                  "MIXED_PRECISION", "XLA", "SYNC_BATCH_NORM"}
+                  "MIXED_PRECISION", "XLA", "SYNC_BATCH_NORM", "RPN_CONV_CHANNELS"}
     assert names == sorted({*CLASSIC_DEFAULTS, *ARRAY_DEFAULTS, *DERIVED, *extensions})
     assert f"{'TRAIN_ROIS_INCLUDE_GT':30} False" in lines
     assert f"{'BATCH_NORM_MOMENTUM':30} 0.99" in lines
+
+
+def test_rpn_conv_channels_defaults_to_the_classic_layout():
+    assert Config().RPN_CONV_CHANNELS == 512
+    assert make(RPN_CONV_CHANNELS=256).RPN_CONV_CHANNELS == 256
 
 
 def test_train_rois_include_gt_must_be_a_bool():

@@ -15,7 +15,7 @@ from keras import layers
 __all__ = ["build_rpn_model", "rpn_graph"]
 
 
-def build_rpn_model(anchor_stride, anchors_per_location, depth):
+def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=512):
     """The shared RPN head as a ``keras.Model`` named ``rpn_model``.
 
     Args:
@@ -23,6 +23,8 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
             usually 1); the shared 3x3 convolution uses it as its stride.
         anchors_per_location: anchors per feature-map cell (``len(RPN_ANCHOR_RATIOS)``, usually 3).
         depth: channels of the feature maps (``TOP_DOWN_PYRAMID_SIZE``).
+        conv_channels: channels of the shared 3x3 convolution (``RPN_CONV_CHANNELS``; 512 in
+            the classic layout and its weights, 256 in torchvision's and detectron2's).
     Returns:
         Model with input ``input_rpn_feature_map`` ``[B, h, w, depth]`` (any h, w) and outputs
         ``[rpn_class_logits [B, A_l, 2], rpn_probs [B, A_l, 2] (softmax, index 1 = foreground),
@@ -30,13 +32,14 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
         ``A_l = ceil(h / anchor_stride) * ceil(w / anchor_stride) * anchors_per_location``.
     """
     for arg, value in (("anchor_stride", anchor_stride),
-                       ("anchors_per_location", anchors_per_location), ("depth", depth)):
+                       ("anchors_per_location", anchors_per_location), ("depth", depth),
+                       ("conv_channels", conv_channels)):
         if int(value) != value or value < 1:
             raise ValueError(f"build_rpn_model: {arg} must be a positive int, got {value!r}")
     anchors_per_location = int(anchors_per_location)
 
     feature_map = keras.Input(shape=(None, None, int(depth)), name="input_rpn_feature_map")
-    shared = layers.Conv2D(512, (3, 3), padding="same", activation="relu",
+    shared = layers.Conv2D(int(conv_channels), (3, 3), padding="same", activation="relu",
                            strides=int(anchor_stride), name="rpn_conv_shared")(feature_map)
 
     # [B, h, w, 2*a] -> [B, h*w*a, 2]: channels are grouped per anchor (a0: bg, fg; a1: ...),

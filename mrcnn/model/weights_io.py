@@ -308,8 +308,13 @@ def _check_layer(layer_name, model_entries, file_group, file_entries):
         model_shape = tuple(int(d) for d in variable.shape)
         file_shape = tuple(int(d) for d in dataset.shape)
         if model_shape != file_shape:
+            hint = ""
+            if label.split("/")[0] == "rpn_conv_shared" and len(file_shape) == 1:
+                hint = (f" (the file's RPN convolution has {file_shape[0]} channels: set "
+                        f"Config.RPN_CONV_CHANNELS = {file_shape[0]})")
             problems.append(f"layer {layer_name!r}: weight {file_name!r} has shape {file_shape} "
-                            f"in the file but {label!r} has shape {model_shape} in the model")
+                            f"in the file but {label!r} has shape {model_shape} in the model"
+                            + hint)
     return pairs, problems
 
 

@@ -230,6 +230,31 @@ def test_rpn_anchor_order_is_row_col_anchor(rpn_model):
     np.testing.assert_array_equal(bbox[0, index], raw_bbox[0, y, xx, 4 * a:4 * a + 4])
 
 
+def test_rpn_conv_channels_option():
+    """RPN_CONV_CHANNELS: 256 as torchvision/detectron2 (512, the classic layout, by default)."""
+    model = build_rpn_model(1, 3, CH, conv_channels=256)
+    shapes = {(layer.name, w.name): tuple(w.shape) for layer in model.layers for w in layer.weights}
+    assert shapes[("rpn_conv_shared", "kernel")] == (3, 3, CH, 256)
+    assert shapes[("rpn_class_raw", "kernel")] == (1, 1, 256, 6)
+    assert shapes[("rpn_bbox_pred", "kernel")] == (1, 1, 256, 12)
+    logits, _, bbox = model(_rand(1, 4, 4, CH))
+    assert tuple(logits.shape) == (1, 48, 2) and tuple(bbox.shape) == (1, 48, 4)
+    with pytest.raises(ValueError, match="conv_channels"):
+        build_rpn_model(1, 3, CH, conv_channels=0)
+
+
+def test_classic_rpn_weights_into_a_256_channel_rpn_name_the_config_field(tmp_path, rpn_model):
+    from mrcnn.model.weights_io import load_classic_weights, save_classic_weights
+    path = str(tmp_path / "rpn512.h5")
+    save_classic_weights(keras.Model(rpn_model.inputs, rpn_model.outputs, name="wrap"), path)
+    narrow = build_rpn_model(1, 3, CH, conv_channels=256)
+    before = [w.copy() for w in narrow.get_weights()]
+    with pytest.raises(ValueError, match=r"RPN_CONV_CHANNELS = 512"):
+        load_classic_weights(keras.Model(narrow.inputs, narrow.outputs, name="wrap"), path)
+    for old, new in zip(before, narrow.get_weights()):
+        np.testing.assert_array_equal(old, new)  # nothing assigned
+
+
 def test_rpn_anchor_stride_2():
     model = build_rpn_model(anchor_stride=2, anchors_per_location=2, depth=CH)
     logits, _, bbox = model(_rand(1, 8, 8, CH))
