@@ -60,6 +60,8 @@ def parse_args(argv=None):
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--rpn-channels", type=int, default=512,
                     help="RPN_CONV_CHANNELS (512 classic; 256 is torchvision's RPN)")
+    ap.add_argument("--no-gemm-filter-grad", action="store_true",
+                    help="convolutions' own filter gradients (mrcnn.model.feature_conv off)")
     ap.add_argument("--json-out", default="")
     return ap.parse_args(argv)
 
@@ -154,8 +156,10 @@ def run_child(name, args):
     import numpy as np
     from mrcnn.data.pipeline import (make_training_dataset, measure_pipeline_throughput,
                                      pyramid_anchors_for_config)
+    from mrcnn.model import feature_conv
     from mrcnn.model.maskrcnn import MaskRCNN
 
+    feature_conv.GEMM_FILTER_GRADIENT = not args.no_gemm_filter_grad
     # Where the memory goes: (current, peak) RSS after each stage.
     memory = {"tensorflow imported": _rss_mib()}
     size, batch = parse_config_name(name)
@@ -208,6 +212,7 @@ def run_child(name, args):
         "peak_rss_mib": peak_rss_mib,
         "params": km.count_params(), "rss_stages_mib": memory,
         "rpn_conv_channels": config.RPN_CONV_CHANNELS,
+        "gemm_filter_gradient": feature_conv.GEMM_FILTER_GRADIENT,
         "env": {k: os.environ[k] for k in os.environ
                 if k.startswith(("MALLOC_", "ONEDNN_", "TF_", "OMP_"))},
     }
@@ -229,6 +234,7 @@ def main(argv=None):
                "--pipeline-batches", str(args.pipeline_batches),
                "--rpn-channels", str(args.rpn_channels)]
         cmd += ["--no-include-gt"] if args.no_include_gt else []
+        cmd += ["--no-gemm-filter-grad"] if args.no_gemm_filter_grad else []
         out = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
         if out.returncode or not lines:

@@ -8,6 +8,7 @@ carry biases. Stage 4 identity blocks are lettered ``b, c, ...`` (``b..f`` for R
 """
 from keras import layers
 
+from mrcnn.model.feature_conv import FeatureConv2D
 from mrcnn.model.layers import BN_MOMENTUM, BatchNorm
 
 __all__ = ["ARCHITECTURES", "resnet_graph", "build_backbone", "identity_block", "conv_block"]
@@ -36,14 +37,14 @@ def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=Tr
     f1, f2, f3 = filters
     conv_name = f"res{stage}{block}_branch"
     bn_name = f"bn{stage}{block}_branch"
-    x = layers.Conv2D(f1, (1, 1), name=conv_name + "2a", use_bias=use_bias)(input_tensor)
+    x = FeatureConv2D(f1, (1, 1), name=conv_name + "2a", use_bias=use_bias)(input_tensor)
     x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2a")(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f2, (kernel_size, kernel_size), padding="same",
+    x = FeatureConv2D(f2, (kernel_size, kernel_size), padding="same",
                       name=conv_name + "2b", use_bias=use_bias)(x)
     x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2b")(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f3, (1, 1), name=conv_name + "2c", use_bias=use_bias)(x)
+    x = FeatureConv2D(f3, (1, 1), name=conv_name + "2c", use_bias=use_bias)(x)
     x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2c")(x)
     x = layers.Add()([x, input_tensor])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
@@ -63,17 +64,17 @@ def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2),
     f1, f2, f3 = filters
     conv_name = f"res{stage}{block}_branch"
     bn_name = f"bn{stage}{block}_branch"
-    x = layers.Conv2D(f1, (1, 1), strides=strides, name=conv_name + "2a",
+    x = FeatureConv2D(f1, (1, 1), strides=strides, name=conv_name + "2a",
                       use_bias=use_bias)(input_tensor)
     x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2a")(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f2, (kernel_size, kernel_size), padding="same",
+    x = FeatureConv2D(f2, (kernel_size, kernel_size), padding="same",
                       name=conv_name + "2b", use_bias=use_bias)(x)
     x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2b")(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f3, (1, 1), name=conv_name + "2c", use_bias=use_bias)(x)
+    x = FeatureConv2D(f3, (1, 1), name=conv_name + "2c", use_bias=use_bias)(x)
     x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2c")(x)
-    shortcut = layers.Conv2D(f3, (1, 1), strides=strides, name=conv_name + "1",
+    shortcut = FeatureConv2D(f3, (1, 1), strides=strides, name=conv_name + "1",
                              use_bias=use_bias)(input_tensor)
     shortcut = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "1")(shortcut)
     x = layers.Add()([x, shortcut])
@@ -105,7 +106,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=None, bn_momen
 
     # Stage 1
     x = layers.ZeroPadding2D((3, 3))(input_image)
-    x = layers.Conv2D(64, (7, 7), strides=(2, 2), name="conv1", use_bias=True)(x)
+    x = FeatureConv2D(64, (7, 7), strides=(2, 2), name="conv1", use_bias=True)(x)
     x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name="bn_conv1")(x)
     x = layers.Activation("relu")(x)
     c1 = x = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)

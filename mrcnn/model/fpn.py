@@ -7,6 +7,8 @@ merges ``fpn_p4add``, ``fpn_p3add``, ``fpn_p2add``; 3x3 output convolutions ``fp
 """
 from keras import layers
 
+from mrcnn.model.feature_conv import FeatureConv2D
+
 __all__ = ["fpn_graph"]
 
 
@@ -28,24 +30,24 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size=256):
         raise ValueError(f"fpn_graph: pyramid_size must be a positive int, got {pyramid_size!r}")
     pyramid_size = int(pyramid_size)
 
-    P5 = layers.Conv2D(pyramid_size, (1, 1), name="fpn_c5p5")(C5)
+    P5 = FeatureConv2D(pyramid_size, (1, 1), name="fpn_c5p5")(C5)
     P4 = layers.Add(name="fpn_p4add")([
         layers.UpSampling2D(size=(2, 2), name="fpn_p5upsampled")(P5),
-        layers.Conv2D(pyramid_size, (1, 1), name="fpn_c4p4")(C4),
+        FeatureConv2D(pyramid_size, (1, 1), name="fpn_c4p4")(C4),
     ])
     P3 = layers.Add(name="fpn_p3add")([
         layers.UpSampling2D(size=(2, 2), name="fpn_p4upsampled")(P4),
-        layers.Conv2D(pyramid_size, (1, 1), name="fpn_c3p3")(C3),
+        FeatureConv2D(pyramid_size, (1, 1), name="fpn_c3p3")(C3),
     ])
     P2 = layers.Add(name="fpn_p2add")([
         layers.UpSampling2D(size=(2, 2), name="fpn_p3upsampled")(P3),
-        layers.Conv2D(pyramid_size, (1, 1), name="fpn_c2p2")(C2),
+        FeatureConv2D(pyramid_size, (1, 1), name="fpn_c2p2")(C2),
     ])
     # 3x3 convolutions reduce the aliasing of the upsampling.
-    P2 = layers.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p2")(P2)
-    P3 = layers.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p3")(P3)
-    P4 = layers.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p4")(P4)
-    P5 = layers.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p5")(P5)
+    P2 = FeatureConv2D(pyramid_size, (3, 3), padding="same", name="fpn_p2")(P2)
+    P3 = FeatureConv2D(pyramid_size, (3, 3), padding="same", name="fpn_p3")(P3)
+    P4 = FeatureConv2D(pyramid_size, (3, 3), padding="same", name="fpn_p4")(P4)
+    P5 = FeatureConv2D(pyramid_size, (3, 3), padding="same", name="fpn_p5")(P5)
     # P6 only feeds the RPN (the 5th anchor scale); it is never used by ROI Align.
     P6 = layers.MaxPooling2D(pool_size=(1, 1), strides=2, name="fpn_p6")(P5)
     return [P2, P3, P4, P5, P6]

@@ -12,6 +12,8 @@ location; levels in the order given (P2 first). This equals the order of
 import keras
 from keras import layers
 
+from mrcnn.model.feature_conv import FeatureConv2D
+
 __all__ = ["build_rpn_model", "rpn_graph"]
 
 
@@ -39,17 +41,17 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=51
     anchors_per_location = int(anchors_per_location)
 
     feature_map = keras.Input(shape=(None, None, int(depth)), name="input_rpn_feature_map")
-    shared = layers.Conv2D(int(conv_channels), (3, 3), padding="same", activation="relu",
+    shared = FeatureConv2D(int(conv_channels), (3, 3), padding="same", activation="relu",
                            strides=int(anchor_stride), name="rpn_conv_shared")(feature_map)
 
     # [B, h, w, 2*a] -> [B, h*w*a, 2]: channels are grouped per anchor (a0: bg, fg; a1: ...),
     # so a row-major reshape yields the (h, w, anchor) order of the anchors.
-    x = layers.Conv2D(2 * anchors_per_location, (1, 1), padding="valid", activation="linear",
+    x = FeatureConv2D(2 * anchors_per_location, (1, 1), padding="valid", activation="linear",
                       name="rpn_class_raw")(shared)
     rpn_class_logits = layers.Reshape((-1, 2), name="rpn_class_logits_flat")(x)
     rpn_probs = layers.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
 
-    x = layers.Conv2D(4 * anchors_per_location, (1, 1), padding="valid", activation="linear",
+    x = FeatureConv2D(4 * anchors_per_location, (1, 1), padding="valid", activation="linear",
                       name="rpn_bbox_pred")(shared)
     rpn_bbox = layers.Reshape((-1, 4), name="rpn_bbox_flat")(x)
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from mrcnn.model.heads import fpn_classifier_graph
 from mrcnn.model.layers import WindowConv2D
+from tests.model.conv_checks import outputs_and_gradients
 
 
 def _rand(*shape, seed=0):
@@ -29,15 +30,7 @@ def _pair(filters, kernel_size, input_shape, **kwargs):
     return window, plain
 
 
-def _outputs_and_gradients(layer, x):
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x)
-        # A loss that weights every output differently, so that no gradient term can hide.
-        loss = tf.reduce_sum(y * tf.reshape(tf.range(tf.size(y), dtype=y.dtype), tf.shape(y)))
-    dx, dkernel, dbias = tape.gradient(loss, [x, layer.kernel, layer.bias])
-    return [np.asarray(t) for t in (y, dx, dkernel, dbias)]
+_outputs_and_gradients = outputs_and_gradients
 
 
 @pytest.mark.parametrize("kernel_size,input_shape,filters", [

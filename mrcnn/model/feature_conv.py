@@ -1,0 +1,153 @@
+"""Convolutions over feature maps whose filter gradient is computed as matrix products.
+
+oneDNN's filter-gradient kernel (``Conv2DBackpropFilter``) for 3 x 3 convolutions over large NHWC
+feature maps is slow on AVX2-only CPUs: under ``ONEDNN_MAX_CPU_ISA=AVX2`` it runs its generic
+``jit:avx2`` kernel (``ONEDNN_VERBOSE``), 2.07 s for the RPN's 3 x 3 convolution on P2 of a
+512 x 512 batch of 2 (77 GFLOP, 37 GFLOP/s) where the forward pass takes a fraction of that, and
+these filter gradients were about half of all convolution time of that training step. The same
+gradient as matrix products takes 0.74 s there, and is faster on AVX-512 too (0.24 against
+0.39 s): ``scripts/benchmark_filter_grad.py``, 2 threads, Zen 5.
+
+The filter gradient of a stride-1 "same" convolution with an odd ``kh x kw`` kernel is, for each
+kernel tap ``(i, j)``::
+
+    dK[i, j] = shifted(x, i, j)^T @ dy      # [C, N*H*W] @ [N*H*W, F]
+
+where ``shifted(x, i, j)`` is the zero-padded input cropped at offset ``(i, j)`` and flattened to
+``[N*H*W, C]`` (the input pixels that tap multiplied). A 1 x 1 convolution with stride ``s`` is
+the single product ``x^T @ dy`` (strided 1 x 1 convolutions keep the convolution's gradient). Same arithmetic as the convolution's gradient,
+but run by the GEMM kernels, which reach the CPU's FMA throughput on every ISA.
+
+:class:`FeatureConv2D` is a ``keras.layers.Conv2D`` (same arguments, weights ``kernel [kh, kw,
+C, filters]`` and ``bias``, so classic ``.h5`` files load unchanged) that uses this gradient for
+the eligible shapes and the plain convolution's gradient otherwise. Its forward pass and input
+gradient are the convolution's. Used for the backbone, FPN and RPN convolutions; the mask head's
+convolutions over 14 x 14 ROI crops stay plain ``Conv2D`` (for those small maps the
+convolution's own filter gradient is as fast or faster on AVX-512).
+"""
+import keras
+import tensorflow as tf
+
+__all__ = ["FeatureConv2D", "gemm_filter_gradient"]
+
+_PACKAGE = "mrcnn"
+
+#: Output pixels (N * H' * W') from which the products are used. Smaller maps keep the
+#: convolution's own filter gradient: natively it was as fast or faster there (14 x 14 ROI
+#: crops, the 128 x 128 training step), and the copies of x cost more than they save.
+MIN_GEMM_ROWS = 16384
+
+#: False: every FeatureConv2D uses the convolution's own filter gradient (read when a model's
+#: step is traced; for comparisons, e.g. ``scripts/benchmark_train.py --no-gemm-filter-grad``).
+GEMM_FILTER_GRADIENT = True
+
+
+def gemm_filter_gradient(x, dy, kernel_size, strides):
+    """Gradient of a convolution's loss with respect to its kernel, as matrix products.
+
+    Args:
+        x: ``[N, H, W, C]`` the convolution's input (channels last).
+        dy: ``[N, H', W', F]`` the gradient with respect to its output.
+        kernel_size: ``(kh, kw)``: ``(1, 1)`` ("same" or "valid" padding alike) or odd sizes
+            with "same" padding; :func:`supports` says which (the layer uses stride 1 only;
+            the function also computes a strided 1 x 1 gradient).
+        strides: ``(sh, sw)``.
+    Returns:
+        ``[kh, kw, C, F]`` in ``dy``'s dtype.
+    """
+    kh, kw = kernel_size
+    channels = tf.shape(x)[-1]
+    filters = tf.shape(dy)[-1]
+    flat_dy = tf.reshape(dy, [-1, filters])
+    if (kh, kw) == (1, 1):
+        sh, sw = strides
+        sampled = x[:, ::sh, ::sw, :] if (sh, sw) != (1, 1) else x
+        flat_x = tf.reshape(sampled, [-1, channels])
+        return tf.reshape(tf.matmul(flat_x, flat_dy, transpose_a=True),
+                          [1, 1, channels, filters])
+    height, width = tf.shape(x)[1], tf.shape(x)[2]
+    # The copies below depend on forward tensors only, so the executor would cut them as soon
+    # as the forward pass made x, for every layer at once (+1.2 GB of peak memory at 512 x 512
+    # batch 2). Tied to dy they are made when this gradient runs, and each tap's copy waits for
+    # the product two taps back: at most two shifted copies of x live at a time.
+    with tf.control_dependencies([dy]):
+        padded = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]])
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            with tf.control_dependencies(taps[-2:-1]):
+                shifted = padded[:, i:i + height, j:j + width, :]
+            taps.append(tf.matmul(tf.reshape(shifted, [-1, channels]), flat_dy,
+                                  transpose_a=True))
+    return tf.reshape(tf.stack(taps), [kh, kw, channels, filters])
+
+
+def supports(kernel_size, strides, padding, dilation_rate, groups, data_format):
+    """Whether :func:`gemm_filter_gradient` computes this convolution's filter gradient."""
+    if data_format != "channels_last" or tuple(dilation_rate) != (1, 1) or groups != 1:
+        return False
+    kh, kw = kernel_size
+    if tuple(strides) != (1, 1):
+        # A strided 1 x 1 would need a strided copy of x, which cost more than the product
+        # saved (scripts/benchmark_filter_grad.py: 0.020 against 0.006 s).
+        return False
+    if (kh, kw) == (1, 1):
+        return padding in ("same", "valid")
+    return padding == "same" and kh % 2 == 1 and kw % 2 == 1
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FeatureConv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` whose filter gradient is :func:`gemm_filter_gradient` where it
+    applies (see the module docstring) and the output has at least ``MIN_GEMM_ROWS`` pixels
+    (decided per call, shapes may be dynamic); identical outputs, weights and config
+    otherwise."""
+
+    def _gemm_gradient_applies(self):
+        return GEMM_FILTER_GRADIENT and supports(self.kernel_size, self.strides, self.padding, self.dilation_rate,
+                        self.groups, self.data_format)
+
+    def call(self, inputs):
+        if not self._gemm_gradient_applies():
+            return super().call(inputs)
+        strides = [1, *self.strides, 1]
+        padding = self.padding.upper()
+        kernel_size = tuple(self.kernel_size)
+        use_bias = self.use_bias
+
+        @tf.custom_gradient
+        def conv_bias(x, kernel, *bias):
+            y = tf.nn.conv2d(x, kernel, strides, padding)
+            if use_bias:
+                y = tf.nn.bias_add(y, bias[0])
+
+            def grad(dy):
+                dx = tf.raw_ops.Conv2DBackpropInput(
+                    input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=strides,
+                    padding=padding)
+                def by_gemm():
+                    return gemm_filter_gradient(x, dy, kernel_size, self.strides)
+
+                def by_convolution():
+                    return tf.raw_ops.Conv2DBackpropFilter(
+                        input=x, filter_sizes=tf.shape(kernel), out_backprop=dy,
+                        strides=strides, padding=padding)
+
+                static = dy.shape[:3]
+                if static.is_fully_defined():  # decided when traced
+                    rows = static.num_elements()
+                    dkernel = by_gemm() if rows >= MIN_GEMM_ROWS else by_convolution()
+                else:
+                    rows = tf.reduce_prod(tf.shape(dy)[:3])
+                    dkernel = tf.cond(rows >= MIN_GEMM_ROWS, by_gemm, by_convolution)
+                grads = [dx, tf.cast(dkernel, kernel.dtype)]
+                if use_bias:
+                    grads.append(tf.reduce_sum(dy, axis=[0, 1, 2]))
+                return grads
+
+            return y, grad
+
+        kernel = tf.cast(self.kernel, inputs.dtype)
+        bias = (tf.cast(self.bias, inputs.dtype),) if use_bias else ()
+        outputs = conv_bias(inputs, kernel, *bias)
+        return self.activation(outputs) if self.activation is not None else outputs

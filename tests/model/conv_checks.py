@@ -1,0 +1,15 @@
+"""Shared check for convolution layers that must equal ``keras.layers.Conv2D`` exactly."""
+import numpy as np
+import tensorflow as tf
+
+
+def outputs_and_gradients(layer, x):
+    """``[y, dloss/dx, dloss/dkernel, dloss/dbias]`` of ``layer`` on ``x`` as NumPy arrays."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        # A loss that weights every output differently, so that no gradient term can hide.
+        loss = tf.reduce_sum(y * tf.reshape(tf.range(tf.size(y), dtype=y.dtype), tf.shape(y)))
+    dx, dkernel, dbias = tape.gradient(loss, [x, layer.kernel, layer.bias])
+    return [np.asarray(t) for t in (y, dx, dkernel, dbias)]
