@@ -14,9 +14,10 @@ kernel tap ``(i, j)``::
     dK[i, j] = shifted(x, i, j)^T @ dy      # [C, N*H*W] @ [N*H*W, F]
 
 where ``shifted(x, i, j)`` is the zero-padded input cropped at offset ``(i, j)`` and flattened to
-``[N*H*W, C]`` (the input pixels that tap multiplied). A 1 x 1 convolution with stride ``s`` is
-the single product ``x^T @ dy`` (strided 1 x 1 convolutions keep the convolution's gradient). Same arithmetic as the convolution's gradient,
-but run by the GEMM kernels, which reach the CPU's FMA throughput on every ISA.
+``[N*H*W, C]`` (the input pixels that tap multiplied). A 1 x 1 convolution is the single product
+``x^T @ dy`` (strided 1 x 1 convolutions keep the convolution's gradient). Same arithmetic as the
+convolution's gradient, but run by the GEMM kernels, which reach the CPU's FMA throughput on
+every ISA.
 
 :class:`FeatureConv2D` is a ``keras.layers.Conv2D`` (same arguments, weights ``kernel [kh, kw,
 C, filters]`` and ``bias``, so classic ``.h5`` files load unchanged) that uses this gradient for
@@ -104,8 +105,9 @@ class FeatureConv2D(keras.layers.Conv2D):
     otherwise."""
 
     def _gemm_gradient_applies(self):
-        return GEMM_FILTER_GRADIENT and supports(self.kernel_size, self.strides, self.padding, self.dilation_rate,
-                        self.groups, self.data_format)
+        return GEMM_FILTER_GRADIENT and supports(self.kernel_size, self.strides, self.padding,
+                                                 self.dilation_rate, self.groups,
+                                                 self.data_format)
 
     def call(self, inputs):
         if not self._gemm_gradient_applies():
@@ -125,6 +127,7 @@ class FeatureConv2D(keras.layers.Conv2D):
                 dx = tf.raw_ops.Conv2DBackpropInput(
                     input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=strides,
                     padding=padding)
+
                 def by_gemm():
                     return gemm_filter_gradient(x, dy, kernel_size, self.strides)
 
