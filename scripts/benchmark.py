@@ -84,7 +84,7 @@ def make_config(args):
         POST_NMS_ROIS_INFERENCE = args.proposals
         DETECTION_MAX_INSTANCES = args.detections
         DETECTION_MIN_CONFIDENCE = args.min_confidence
-        RPN_CONV_CHANNELS = getattr(args, "rpn_channels", 512)
+        RPN_CONV_CHANNELS = args.rpn_channels
 
     return BenchmarkConfig()
 

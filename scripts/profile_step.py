@@ -200,7 +200,8 @@ def main(argv=None):
         from benchmark import make_config as make_infer_config, synthetic_image
         from mrcnn.model.maskrcnn import MaskRCNN
         ns = argparse.Namespace(size=args.size, backbone="resnet50", num_classes=91,
-                                proposals=1000, detections=100, seed=0)
+                                proposals=1000, detections=100, min_confidence=0.0,
+                                rpn_channels=512, seed=0)
         model = MaskRCNN(mode="inference", config=make_infer_config(ns),
                          model_dir=tempfile.mkdtemp())
         image = synthetic_image(args.size, 0)

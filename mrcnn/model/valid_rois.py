@@ -45,6 +45,13 @@ def _scatter_rows(rows, indices, valid, column):
     return merged * tf.reshape(flags, [-1] + [1] * (len(rows.shape) - 1))
 
 
+def _checked_column(owner, column):
+    """``column`` as an int (or None); ValueError naming ``owner`` otherwise."""
+    if column is not None and (int(column) != column or column < 0):
+        raise ValueError(f"{owner}: column must be None or an int >= 0, got {column!r}")
+    return None if column is None else int(column)
+
+
 def _valid_flags(valid, column):
     """``[B*R]`` bool from ``valid`` ``[B, R]`` (or ``[B, R, K]`` with ``column``)."""
     if column is not None:
@@ -55,10 +62,7 @@ def _valid_flags(valid, column):
 class _ValidRoisLayer(keras.layers.Layer):
     def __init__(self, column=None, **kwargs):
         super().__init__(**kwargs)
-        if column is not None and (int(column) != column or column < 0):
-            raise ValueError(f"{type(self).__name__}: column must be None or an int >= 0, "
-                             f"got {column!r}")
-        self.column = None if column is None else int(column)
+        self.column = _checked_column(type(self).__name__, column)
 
     def get_config(self):
         config = super().get_config()
@@ -122,12 +126,10 @@ class ValidRoisConv2D(keras.layers.Conv2D):
 
     def __init__(self, *args, column=None, **kwargs):
         super().__init__(*args, **kwargs)
-        if column is not None and (int(column) != column or column < 0):
-            raise ValueError(f"{self.name}: column must be None or an int >= 0, got {column!r}")
+        self.column = _checked_column(self.name, column)
         if self.data_format != "channels_last":
             raise ValueError(f"{self.name}: ValidRoisConv2D supports data_format="
                              f"'channels_last' only, got {self.data_format!r}")
-        self.column = None if column is None else int(column)
         # Conv2D pins a single-input spec (here and in build); this layer takes three inputs.
         self.input_spec = None
 

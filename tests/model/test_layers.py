@@ -30,19 +30,16 @@ def _pair(filters, kernel_size, input_shape, **kwargs):
     return window, plain
 
 
-_outputs_and_gradients = outputs_and_gradients
-
-
 @pytest.mark.parametrize("kernel_size,input_shape,filters", [
     ((7, 7), (7, 7, 12), 10),     # mrcnn_class_conv1: pool-sized valid conv
     ((1, 1), (1, 1, 16), 9),      # mrcnn_class_conv2: 1x1 conv over a 1x1 map
     ((3, 5), (3, 5, 4), 6),       # a non-square window
 ])
-def test_window_conv_equals_conv2d_outputs_and_gradients(kernel_size, input_shape, filters):
+def test_window_conv_equals_conv2doutputs_and_gradients(kernel_size, input_shape, filters):
     window, plain = _pair(filters, kernel_size, input_shape, padding="valid", activation="relu")
     x = _rand(5, *input_shape, seed=3)
-    got = _outputs_and_gradients(window, x)
-    want = _outputs_and_gradients(plain, x)
+    got = outputs_and_gradients(window, x)
+    want = outputs_and_gradients(plain, x)
     assert got[0].shape == (5, 1, 1, filters)
     for name, g, w in zip(("output", "d input", "d kernel", "d bias"), got, want):
         np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-4, err_msg=name)
