@@ -158,6 +158,7 @@ def run_child(name, args):
                                      pyramid_anchors_for_config)
     from mrcnn.model import feature_conv
     from mrcnn.model.maskrcnn import MaskRCNN
+    from mrcnn.model.optimizer import classic_sgd
 
     feature_conv.GEMM_FILTER_GRADIENT = not args.no_gemm_filter_grad
     # Where the memory goes: (current, peak) RSS after each stage.
@@ -176,8 +177,8 @@ def run_child(name, args):
     memory["training model built"] = _rss_mib()
     model.set_trainable(".*", verbose=0)
     km = model.keras_model
-    km.compile(optimizer=keras.optimizers.SGD(learning_rate=config.LEARNING_RATE,
-                                              momentum=0.9, clipnorm=config.GRADIENT_CLIP_NORM),
+    km.compile(optimizer=classic_sgd(config.LEARNING_RATE, 0.9,
+                                     clipnorm=config.GRADIENT_CLIP_NORM),
                jit_compile=False)
     walls, losses = [], []
 

@@ -167,15 +167,15 @@ def main(argv=None):
         from benchmark_train import make_config, make_dataset
         from mrcnn.data.pipeline import make_training_dataset, pyramid_anchors_for_config
         from mrcnn.model.maskrcnn import MaskRCNN
+        from mrcnn.model.optimizer import classic_sgd
         config = make_config(args.size, args.batch)
         anchors_px, anchors = pyramid_anchors_for_config(config)
         data = make_training_dataset(make_dataset(args.size), config, anchors, anchors_px, seed=0)
         model = MaskRCNN(mode="training", config=config, model_dir=tempfile.mkdtemp())
         model.set_trainable(".*", verbose=0)
         km = model.keras_model
-        km.compile(optimizer=keras.optimizers.SGD(learning_rate=config.LEARNING_RATE,
-                                                  momentum=0.9,
-                                                  clipnorm=config.GRADIENT_CLIP_NORM))
+        km.compile(optimizer=classic_sgd(config.LEARNING_RATE, 0.9,
+                                         clipnorm=config.GRADIENT_CLIP_NORM))
         profiled = {}
 
         class ProfileWindow(keras.callbacks.Callback):
@@ -199,6 +199,7 @@ def main(argv=None):
         import numpy as np
         from benchmark import make_config as make_infer_config, synthetic_image
         from mrcnn.model.maskrcnn import MaskRCNN
+        from mrcnn.model.optimizer import classic_sgd
         ns = argparse.Namespace(size=args.size, backbone="resnet50", num_classes=91,
                                 proposals=1000, detections=100, min_confidence=0.0,
                                 rpn_channels=512, seed=0)

@@ -438,8 +438,8 @@ class MaskRCNN:
         if self.mode != "training":
             raise RuntimeError("compile() is for a MaskRCNN built with mode='training'; an "
                                "inference model needs no compiling (call detect())")
-        import keras
+        from mrcnn.model.optimizer import classic_sgd
         self.keras_model.compile(
-            optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                           clipnorm=self.config.GRADIENT_CLIP_NORM),
+            optimizer=classic_sgd(learning_rate, momentum,
+                                  clipnorm=self.config.GRADIENT_CLIP_NORM),
             jit_compile=False)

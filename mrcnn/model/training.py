@@ -23,6 +23,7 @@ from mrcnn.model.losses import (LOSS_NAMES, MrcnnBboxLoss, MrcnnClassLoss, Mrcnn
 from mrcnn.model.proposal import ProposalLayer
 from mrcnn.model.targets import DetectionTargetLayer, NormalizeBoxes, RoiSlice
 from mrcnn.model.weights_io import save_classic_weights
+from mrcnn.model.optimizer import classic_sgd
 from mrcnn.model.precision import Float32Layer
 
 __all__ = ["LAYER_PRESETS", "TrainingModel", "build_training_model", "ClassicCheckpoint",
@@ -99,19 +100,42 @@ class TrainingModel(keras.Model):
     def train_step(self, data):
         with tf.GradientTape() as tape:
             named, total = self._named_losses(data, training=True)
-            if self.weight_decay:
-                decay = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32)))
-                                  for v in self._decayed_variables()])
-                total_with_decay = total + 0.5 * self.weight_decay * decay
-            else:
-                total_with_decay = total
-            # Divided by the replica count (decay enters the summed gradient once), loss-scaled.
-            scaled = distribution.loss_for_gradients(total_with_decay, self.optimizer)
+            # Divided by the replica count, loss-scaled.
+            scaled = distribution.loss_for_gradients(total, self.optimizer)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
+        if self.weight_decay:
+            grads = self._add_weight_decay(grads, variables)
         grads = distribution.aggregate_gradients(grads, self.gradient_clip_norm, self.optimizer)
         self.optimizer.apply(grads, variables)
         return self._update(named, total)
+
+    def _add_weight_decay(self, grads, variables):
+        """Each gradient plus that of ``weight_decay / 2 * sum(w ** 2)``: ``g + c * w``.
+
+        ``c`` is ``weight_decay`` passed through :func:`distribution.loss_for_gradients` (which is
+        linear: divided by the replica count, so that the summed gradient holds the decay once,
+        and times the loss scale), i.e. the gradient the decay would get as a term of the loss.
+        Added here rather than to the loss because TensorFlow computes a gradient that depends on
+        weights alone (``c * w``) for every weight at the start of the backward pass and keeps
+        it until the weight's own gradient arrives: all of them were alive at the step's memory
+        peak (160 MiB at 128 x 128 batch 8, docs/benchmarks.md). Ordered after the gradient, each
+        lives only for its addition.
+        """
+        coefficient = distribution.loss_for_gradients(
+            tf.constant(self.weight_decay, tf.float32), self.optimizer)
+        decayed = {id(v) for v in self._decayed_variables()}
+        out = []
+        for grad, variable in zip(grads, variables):
+            if id(variable) not in decayed:
+                out.append(grad)
+                continue
+            with tf.control_dependencies([] if grad is None else [grad]):
+                weight = tf.convert_to_tensor(variable)
+            dtype = weight.dtype if grad is None else grad.dtype
+            decay = tf.cast(coefficient, dtype) * tf.cast(weight, dtype)
+            out.append(decay if grad is None else grad + decay)
+        return out
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under a strategy Keras 3 averages the first distributed batch to build the model with,
@@ -327,8 +351,8 @@ def train(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers
         # GRADIENT_CLIP_NORM is applied by the training step, after the replicas' gradients
         # are summed (an optimizer clipnorm would clip each replica's share).
         keras_model.compile(
-            optimizer=precision.wrap_optimizer(keras.optimizers.SGD(
-                learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM), keras_model),
+            optimizer=precision.wrap_optimizer(
+                classic_sgd(learning_rate, config.LEARNING_MOMENTUM), keras_model),
             jit_compile=bool(config.XLA))
     if mrcnn_model.epoch >= epochs:
         logger.warning("Nothing to train: the model is at epoch %d and epochs=%d",

@@ -25,6 +25,7 @@ import keras  # noqa: E402
 from mrcnn.data.pipeline import make_training_dataset, pyramid_anchors_for_config  # noqa: E402
 from mrcnn.model import distribution  # noqa: E402
 from mrcnn.model.maskrcnn import MaskRCNN  # noqa: E402
+from mrcnn.model.optimizer import MomentumSGD  # noqa: E402
 from samples.shapes.shapes import make_dataset  # noqa: E402
 from tests.model.distributed_config import TinyStrategyConfig as StrategyConfig  # noqa: E402
 
@@ -72,7 +73,7 @@ def _one_step(model, batch, initial):
     km.set_weights(initial)
     model.set_trainable(".*", verbose=0)
     with distribution.scope_of(model.strategy):
-        km.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1, momentum=0.0),
+        km.compile(optimizer=MomentumSGD(learning_rate=0.1, momentum=0.9),
                    jit_compile=False)
         history = km.fit(tf.data.Dataset.from_tensors(batch), steps_per_epoch=1, epochs=1,
                          verbose=0)

@@ -10,6 +10,7 @@ import tensorflow as tf
 from mrcnn.config import Config
 from mrcnn.data.pipeline import make_training_dataset, pyramid_anchors_for_config
 from mrcnn.model.maskrcnn import MaskRCNN
+from mrcnn.model.optimizer import classic_sgd
 from mrcnn.model.training import LAYER_PRESETS, TimeLimit
 from samples.shapes.shapes import make_dataset
 
@@ -98,6 +99,31 @@ def test_train_on_batch_and_test_on_batch_take_the_input_dict(training_model, sh
     # Learning rate 0: the weights did not move, so a second step sees the same RPN loss.
     again = km.train_on_batch(batch, return_dict=True)
     assert np.isclose(trained["rpn_class_loss"], again["rpn_class_loss"], rtol=1e-4)
+
+
+def test_weight_decay_is_added_to_each_gradient_once_that_gradient_exists(training_model):
+    km = training_model.keras_model
+    km.compile(optimizer=classic_sgd(0.01, 0.9), jit_compile=False)
+    variables = km.trainable_variables
+    decay = km.weight_decay
+    assert decay == training_model.config.WEIGHT_DECAY > 0
+    grads = [tf.fill(tf.shape(v), 2.0) for v in variables]
+    grads[0] = None                       # a weight the loss does not reach still decays
+    out = km._add_weight_decay(grads, variables)
+    for v, g, o in zip(variables, grads, out):
+        base = 0.0 if g is None else 2.0
+        expected = base + (0.0 if v.name in ("gamma", "beta") else decay * np.asarray(v))
+        np.testing.assert_allclose(np.asarray(o), expected + np.zeros(v.shape), rtol=1e-6)
+
+    # Traced: each weight is read for its decay only after its gradient (a control input), so
+    # no weight-sized decay term waits for the backward pass at the step's memory peak.
+    specs = [tf.TensorSpec(v.shape, tf.float32) for v in variables]
+    graph = tf.function(lambda *g: km._add_weight_decay(list(g), variables),
+                        autograph=False).get_concrete_function(*specs).graph
+    reads = [op for op in graph.get_operations() if op.type == "ReadVariableOp"]
+    decayed = [v for v in variables if v.name not in ("gamma", "beta")]
+    assert len(reads) == len(decayed)
+    assert all(op.control_inputs for op in reads)
 
 
 def test_overfitting_a_fixed_batch_drives_the_loss_down(training_model, shapes):
