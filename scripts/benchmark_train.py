@@ -180,7 +180,7 @@ def run_child(name, args):
     km.compile(optimizer=classic_sgd(config.LEARNING_RATE, 0.9,
                                      clipnorm=config.GRADIENT_CLIP_NORM),
                jit_compile=False)
-    walls, losses = [], []
+    walls, losses, peak_after_step = [], [], []
 
     class StepTimer(keras.callbacks.Callback):
         def on_train_batch_begin(self, step, logs=None):
@@ -189,6 +189,7 @@ def run_child(name, args):
         def on_train_batch_end(self, step, logs=None):
             walls.append(time.perf_counter() - self.t0)
             losses.append(float(logs["loss"]))
+            peak_after_step.append(_rss_mib()[1])
             if step == 0:
                 memory["first step done"] = _rss_mib()
 
@@ -210,7 +211,7 @@ def run_child(name, args):
         "positives_per_batch": positives, "rois_include_gt": bool(config.TRAIN_ROIS_INCLUDE_GT),
         "pipeline_batches_per_s": pipeline_bps,
         "pipeline_vs_model": pipeline_bps * step_s,
-        "peak_rss_mib": peak_rss_mib,
+        "peak_rss_mib": peak_rss_mib, "peak_rss_after_each_step_mib": peak_after_step,
         "params": km.count_params(), "rss_stages_mib": memory,
         "rpn_conv_channels": config.RPN_CONV_CHANNELS,
         "gemm_filter_gradient": feature_conv.GEMM_FILTER_GRADIENT,
