@@ -214,6 +214,13 @@ class Config:
     # because small batches make batch statistics noisy); True: always training mode.
     TRAIN_BN = False
 
+    # Not classic: False also freezes BatchNorm's gamma and beta (only with TRAIN_BN = False),
+    # as torchvision's and detectron2's FrozenBatchNorm2d do; the classic model trains them.
+    # Their gradient, sum(dy * x), is what keeps each convolution's output alive for the
+    # backward pass: frozen, the 512 x 512 batch 2 step peaks ~500-800 MiB lower
+    # (docs/benchmarks.md, issue 9).
+    TRAIN_BN_AFFINE = True
+
     # Not classic: momentum of the BatchNorm moving averages. 0.99 is the Keras 2 default the
     # classic model used; training from scratch with trainable BatchNorm wants a shorter memory
     # (e.g. 0.9), or inference-mode statistics lag behind the fast-changing weights.
@@ -313,6 +320,14 @@ class Config:
         if not any(self.TRAIN_BN is allowed for allowed in (None, True, False)):
             raise ValueError(f"Config.TRAIN_BN must be None, True or False, "
                              f"got {self.TRAIN_BN!r}")
+        if not isinstance(self.TRAIN_BN_AFFINE, (bool, np.bool_)):
+            raise ValueError(f"Config.TRAIN_BN_AFFINE must be True or False, "
+                             f"got {self.TRAIN_BN_AFFINE!r}")
+        if not self.TRAIN_BN_AFFINE and self.TRAIN_BN is not False:
+            # Keras 3 runs a BatchNormalization with trainable=False in inference mode, so
+            # frozen gamma/beta with batch statistics cannot be had.
+            raise ValueError(f"Config.TRAIN_BN_AFFINE = False needs TRAIN_BN = False, got "
+                             f"TRAIN_BN = {self.TRAIN_BN!r}")
 
         class_weights = self.CLASS_WEIGHTS
         if class_weights is not None and (

@@ -62,11 +62,15 @@ def parse_args(argv=None):
                     help="RPN_CONV_CHANNELS (512 classic; 256 is torchvision's RPN)")
     ap.add_argument("--no-gemm-filter-grad", action="store_true",
                     help="convolutions' own filter gradients (mrcnn.model.feature_conv off)")
+    ap.add_argument("--frozen-bn", action="store_true",
+                    help="the peer's train_*_frozenbn: TRAIN_BN = False, TRAIN_BN_AFFINE = False "
+                         "(FrozenBatchNorm2d) and layers '3+' (conv1 and stage 2 frozen, "
+                         "trainable_backbone_layers=3)")
     ap.add_argument("--json-out", default="")
     return ap.parse_args(argv)
 
 
-def make_config(size, batch, include_gt=True, rpn_channels=512):
+def make_config(size, batch, include_gt=True, rpn_channels=512, frozen_bn=False):
     from mrcnn.config import Config
 
     class TrainBenchmarkConfig(Config):
@@ -91,6 +95,9 @@ def make_config(size, batch, include_gt=True, rpn_channels=512):
     # TRAIN_ROIS_INCLUDE_GT. Without it, random weights propose almost nothing near the GT and the
     # heads get few positives, i.e. far less mask-head work than the peer's (--no-include-gt).
     TrainBenchmarkConfig.TRAIN_ROIS_INCLUDE_GT = bool(include_gt)
+    if frozen_bn:
+        TrainBenchmarkConfig.TRAIN_BN = False
+        TrainBenchmarkConfig.TRAIN_BN_AFFINE = False
     # Small objects at 128 px: the shapes anchors; the default anchors at 512 px.
     if size <= 256:
         TrainBenchmarkConfig.RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
@@ -159,13 +166,14 @@ def run_child(name, args):
     from mrcnn.model import feature_conv
     from mrcnn.model.maskrcnn import MaskRCNN
     from mrcnn.model.optimizer import classic_sgd
+    from mrcnn.model.training import LAYER_PRESETS
 
     feature_conv.GEMM_FILTER_GRADIENT = not args.no_gemm_filter_grad
     # Where the memory goes: (current, peak) RSS after each stage.
     memory = {"tensorflow imported": _rss_mib()}
     size, batch = parse_config_name(name)
     config = make_config(size, batch, include_gt=not args.no_include_gt,
-                         rpn_channels=args.rpn_channels)
+                         rpn_channels=args.rpn_channels, frozen_bn=args.frozen_bn)
     dataset = make_dataset(size)
     anchors_px, anchors = pyramid_anchors_for_config(config)
     tf_data = make_training_dataset(dataset, config, anchors, anchors_px, seed=0)
@@ -175,7 +183,7 @@ def run_child(name, args):
 
     model = MaskRCNN(mode="training", config=config, model_dir="/tmp/mrcnn_train_benchmark")
     memory["training model built"] = _rss_mib()
-    model.set_trainable(".*", verbose=0)
+    model.set_trainable(LAYER_PRESETS["3+"] if args.frozen_bn else ".*", verbose=0)
     km = model.keras_model
     km.compile(optimizer=classic_sgd(config.LEARNING_RATE, 0.9,
                                      clipnorm=config.GRADIENT_CLIP_NORM),
@@ -213,7 +221,7 @@ def run_child(name, args):
         "pipeline_vs_model": pipeline_bps * step_s,
         "peak_rss_mib": peak_rss_mib, "peak_rss_after_each_step_mib": peak_after_step,
         "params": km.count_params(), "rss_stages_mib": memory,
-        "rpn_conv_channels": config.RPN_CONV_CHANNELS,
+        "rpn_conv_channels": config.RPN_CONV_CHANNELS, "frozen_bn": bool(args.frozen_bn),
         "gemm_filter_gradient": feature_conv.GEMM_FILTER_GRADIENT,
         "env": {k: os.environ[k] for k in os.environ
                 if k.startswith(("MALLOC_", "ONEDNN_", "TF_", "OMP_"))},
@@ -236,6 +244,7 @@ def main(argv=None):
                "--pipeline-batches", str(args.pipeline_batches),
                "--rpn-channels", str(args.rpn_channels)]
         cmd += ["--no-include-gt"] if args.no_include_gt else []
+        cmd += ["--frozen-bn"] if args.frozen_bn else []
         cmd += ["--no-gemm-filter-grad"] if args.no_gemm_filter_grad else []
         out = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]

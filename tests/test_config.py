@@ -195,7 +195,8 @@ def test_display_lists_attributes(capsys):
     assert "validate" not in names and "display" not in names
     # Every classic attribute and our documented extension, nothing else, exactly once.
     extensions = {"TRAIN_ROIS_INCLUDE_GT", "BATCH_NORM_MOMENTUM", "CLASS_WEIGHTS",
-                  "MIXED_PRECISION", "XLA", "SYNC_BATCH_NORM", "RPN_CONV_CHANNELS"}
+                  "MIXED_PRECISION", "XLA", "SYNC_BATCH_NORM", "RPN_CONV_CHANNELS",
+                  "TRAIN_BN_AFFINE"}
     assert names == sorted({*CLASSIC_DEFAULTS, *ARRAY_DEFAULTS, *DERIVED, *extensions})
     assert f"{'TRAIN_ROIS_INCLUDE_GT':30} False" in lines
     assert f"{'BATCH_NORM_MOMENTUM':30} 0.99" in lines

@@ -31,6 +31,12 @@ IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releas
                         + IMAGENET_WEIGHTS_FILE)
 
 
+def _frozen_batch_norm(config, layer):
+    """A BatchNorm layer whose gamma and beta ``Config.TRAIN_BN_AFFINE = False`` keeps fixed."""
+    import keras
+    return (not getattr(config, "TRAIN_BN_AFFINE", True)
+            and isinstance(layer, keras.layers.BatchNormalization))
+
 
 class MaskRCNN:
     """Mask R-CNN model: build, load weights, train and detect (classic API).
@@ -74,6 +80,9 @@ class MaskRCNN:
                     model = build_training_model(config)
                 if getattr(config, "SYNC_BATCH_NORM", False) and config.TRAIN_BN is None:
                     distribution.synchronize_batch_norm(model)
+                for layer in model.layers:
+                    if _frozen_batch_norm(config, layer):
+                        layer.trainable = False
                 return model
             self.strategy = None
             return build_inference_model(config)
@@ -394,7 +403,8 @@ class MaskRCNN:
                 continue
             if not layer.weights:
                 continue
-            trainable = bool(re.fullmatch(layer_regex, layer.name))
+            trainable = (bool(re.fullmatch(layer_regex, layer.name))
+                         and not _frozen_batch_norm(self.config, layer))
             layer.trainable = trainable
             if trainable and verbose > 0:
                 logger.info("%s%-20s (%s)", " " * indent, layer.name, type(layer).__name__)
