@@ -3,29 +3,18 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn.config import Config
 from mrcnn.data.pipeline import make_training_dataset, pyramid_anchors_for_config
 from mrcnn.model.maskrcnn import MaskRCNN
 from mrcnn.model.optimizer import classic_sgd
 from samples.shapes.shapes import make_dataset
+from tests.model.distributed_config import StrategyConfig
 
 
-class FrozenBatchNormConfig(Config):
+class FrozenBatchNormConfig(StrategyConfig):
     NAME = "frozenbn"
     IMAGES_PER_GPU = 2
-    NUM_CLASSES = 4
-    BACKBONE = "resnet50"
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    TRAIN_BN = False
+    GRADIENT_CLIP_NORM = 5.0
     TRAIN_BN_AFFINE = False
-    PRE_NMS_LIMIT = 300
-    POST_NMS_ROIS_TRAINING = 64
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
-    TRAIN_ROIS_PER_IMAGE = 16
-    TRAIN_ROIS_INCLUDE_GT = True
-    MAX_GT_INSTANCES = 6
 
 
 @pytest.fixture(scope="module")
