@@ -217,8 +217,7 @@ class Config:
     # Not classic: False also freezes BatchNorm's gamma and beta (only with TRAIN_BN = False),
     # as torchvision's and detectron2's FrozenBatchNorm2d do; the classic model trains them.
     # Their gradient, sum(dy * x), is what keeps each convolution's output alive for the
-    # backward pass: frozen, the 512 x 512 batch 2 step peaks ~500-800 MiB lower
-    # (docs/benchmarks.md, issue 9).
+    # backward pass, so the step needs less memory frozen (docs/benchmarks.md, issue 9).
     TRAIN_BN_AFFINE = True
 
     # Not classic: momentum of the BatchNorm moving averages. 0.99 is the Keras 2 default the

@@ -56,9 +56,10 @@ class BatchNorm(keras.layers.BatchNormalization):
             ``False``: always inference mode. The layer normalizes with its moving statistics and
             never updates them, whatever ``training`` flag the model is called with (the usual
             choice for small batches; gamma and beta stay trainable weights, as in the classic
-            model). ``None`` (classic: "train BN layers", the normal mode) and ``True``: follow the
-            ``training`` flag, i.e. batch statistics and moving-average updates while training,
-            moving statistics at inference. The classic code documented ``True`` as "training
+            model, unless ``Config.TRAIN_BN_AFFINE = False``). ``None`` (classic: "train BN
+            layers", the normal mode) and ``True``: follow the ``training`` flag, i.e. batch
+            statistics and moving-average updates while training, moving statistics at
+            inference. The classic code documented ``True`` as "training
             mode even at inference (don't use)"; here it is the same as ``None`` so that
             inference is never silently run with batch statistics.
         momentum, epsilon: Keras 2 defaults (0.99, 1e-3), as the classic model was trained with.
