@@ -319,14 +319,6 @@ class Config:
         if not any(self.TRAIN_BN is allowed for allowed in (None, True, False)):
             raise ValueError(f"Config.TRAIN_BN must be None, True or False, "
                              f"got {self.TRAIN_BN!r}")
-        if not isinstance(self.TRAIN_BN_AFFINE, (bool, np.bool_)):
-            raise ValueError(f"Config.TRAIN_BN_AFFINE must be True or False, "
-                             f"got {self.TRAIN_BN_AFFINE!r}")
-        if not self.TRAIN_BN_AFFINE and self.TRAIN_BN is not False:
-            # Keras 3 runs a BatchNormalization with trainable=False in inference mode, so
-            # frozen gamma/beta with batch statistics cannot be had.
-            raise ValueError(f"Config.TRAIN_BN_AFFINE = False needs TRAIN_BN = False, got "
-                             f"TRAIN_BN = {self.TRAIN_BN!r}")
 
         class_weights = self.CLASS_WEIGHTS
         if class_weights is not None and (
@@ -340,10 +332,15 @@ class Config:
         if self.MIXED_PRECISION not in _POLICIES:
             raise ValueError(f"Config.MIXED_PRECISION must be one of {_POLICIES}, "
                              f"got {self.MIXED_PRECISION!r}")
-        for name in ("XLA", "SYNC_BATCH_NORM"):
+        for name in ("XLA", "SYNC_BATCH_NORM", "TRAIN_BN_AFFINE"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"Config.{name} must be True or False, "
                                  f"got {getattr(self, name)!r}")
+        if not self.TRAIN_BN_AFFINE and self.TRAIN_BN is not False:
+            # Keras 3 runs a BatchNormalization with trainable=False in inference mode, so
+            # frozen gamma/beta with batch statistics cannot be had.
+            raise ValueError(f"Config.TRAIN_BN_AFFINE = False needs TRAIN_BN = False, got "
+                             f"TRAIN_BN = {self.TRAIN_BN!r}")
 
         weights = self.LOSS_WEIGHTS
         if not isinstance(weights, dict) or set(weights) != set(_LOSS_NAMES):

@@ -59,9 +59,9 @@ class BatchNorm(keras.layers.BatchNormalization):
             model, unless ``Config.TRAIN_BN_AFFINE = False``). ``None`` (classic: "train BN
             layers", the normal mode) and ``True``: follow the ``training`` flag, i.e. batch
             statistics and moving-average updates while training, moving statistics at
-            inference. The classic code documented ``True`` as "training
-            mode even at inference (don't use)"; here it is the same as ``None`` so that
-            inference is never silently run with batch statistics.
+            inference. The classic code documented ``True`` as "training mode even at
+            inference (don't use)"; here it is the same as ``None`` so that inference is never
+            silently run with batch statistics.
         momentum, epsilon: Keras 2 defaults (0.99, 1e-3), as the classic model was trained with.
         **kwargs: any other ``keras.layers.BatchNormalization`` argument (``name``, ``axis``...).
 
