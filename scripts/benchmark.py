@@ -43,6 +43,9 @@ def parse_args(argv=None):
                     help="DETECTION_MIN_CONFIDENCE (0: every slot a detection, the peer's "
                          "work; higher: fewer detections than DETECTION_MAX_INSTANCES slots)")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-stage profile")
+    ap.add_argument("--no-row-bands", action="store_true",
+                    help="convolve single images as they are, not in row bands "
+                         "(mrcnn.model.row_bands.ROW_BANDS = False; for comparisons)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json-out", default="", help="also write the JSON result here")
     return ap.parse_args(argv)
@@ -144,8 +147,10 @@ def main(argv=None):
     isa = onednn_isa()
     tf = configure_threads(args.threads)
     import numpy as np
+    from mrcnn.model import row_bands
     from mrcnn.model.maskrcnn import MaskRCNN
 
+    row_bands.ROW_BANDS = not args.no_row_bands
     config = make_config(args)
     t0 = time.perf_counter()
     model = MaskRCNN(mode="inference", config=config, model_dir="/tmp/mrcnn_benchmark_logs")
@@ -168,6 +173,7 @@ def main(argv=None):
         "num_classes": args.num_classes, "proposals": args.proposals,
         "detections_max": args.detections, "detections_produced": n_det,
         "min_confidence": args.min_confidence, "rpn_conv_channels": args.rpn_channels,
+        "row_bands": row_bands.ROW_BANDS,
         "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
         "isa": isa, "cpu": cpu_summary(),
         "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),

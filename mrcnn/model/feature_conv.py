@@ -21,13 +21,17 @@ every ISA.
 
 :class:`FeatureConv2D` is a ``keras.layers.Conv2D`` (same arguments, weights ``kernel [kh, kw,
 C, filters]`` and ``bias``, so classic ``.h5`` files load unchanged) that uses this gradient for
-the eligible shapes and the plain convolution's gradient otherwise. Its forward pass and input
-gradient are the convolution's. Used for the backbone, FPN and RPN convolutions; the mask head's
+the eligible shapes and the plain convolution's gradient otherwise. Its input gradient is the
+convolution's, and so is its forward pass, except that over a batch of one image a 3 x 3
+convolution runs as a batch of row bands (mrcnn/model/row_bands.py: oneDNN's fast AVX2 kernel
+needs a batch of two). Used for the backbone, FPN and RPN convolutions; the mask head's
 convolutions over 14 x 14 ROI crops stay plain ``Conv2D`` (for those small maps the
 convolution's own filter gradient is as fast or faster on AVX-512).
 """
 import keras
 import tensorflow as tf
+
+from mrcnn.model.row_bands import row_band_conv2d, row_bands_apply
 
 __all__ = ["FeatureConv2D", "gemm_filter_gradient"]
 
@@ -101,17 +105,31 @@ def supports(kernel_size, strides, padding, dilation_rate, groups, data_format):
 class FeatureConv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` whose filter gradient is :func:`gemm_filter_gradient` where it
     applies (see the module docstring) and the output has at least ``MIN_GEMM_ROWS`` pixels
-    (decided per call, shapes may be dynamic); identical outputs, weights and config
-    otherwise."""
+    (decided per call, shapes may be dynamic), and whose forward pass over a single image
+    runs in row bands where :func:`mrcnn.model.row_bands.row_bands_apply` says so; identical
+    outputs (to float rounding), weights and config otherwise."""
 
     def _gemm_gradient_applies(self):
         return GEMM_FILTER_GRADIENT and supports(self.kernel_size, self.strides, self.padding,
                                                  self.dilation_rate, self.groups,
                                                  self.data_format)
 
+    def _row_bands_apply(self, inputs):
+        return row_bands_apply(tuple(inputs.shape), self.kernel_size, self.strides,
+                               self.padding, self.dilation_rate, self.groups,
+                               self.data_format)
+
     def call(self, inputs):
+        bands = self._row_bands_apply(inputs)
         if not self._gemm_gradient_applies():
-            return super().call(inputs)
+            if not bands:
+                return super().call(inputs)
+            # Differentiated through the bands (the gradient convolutions then see a batch
+            # of `BANDS` too).
+            outputs = row_band_conv2d(
+                inputs, tf.cast(self.kernel, inputs.dtype),
+                tf.cast(self.bias, inputs.dtype) if self.use_bias else None)
+            return self.activation(outputs) if self.activation is not None else outputs
         strides = [1, *self.strides, 1]
         padding = self.padding.upper()
         kernel_size = tuple(self.kernel_size)
@@ -119,9 +137,14 @@ class FeatureConv2D(keras.layers.Conv2D):
 
         @tf.custom_gradient
         def conv_bias(x, kernel, *bias):
-            y = tf.nn.conv2d(x, kernel, strides, padding)
-            if use_bias:
-                y = tf.nn.bias_add(y, bias[0])
+            # The forward pass alone runs in row bands: the gradient below is the
+            # convolution's own (inputs) and the products' (filter) whichever ran.
+            if bands:
+                y = row_band_conv2d(x, kernel, bias[0] if use_bias else None)
+            else:
+                y = tf.nn.conv2d(x, kernel, strides, padding)
+                if use_bias:
+                    y = tf.nn.bias_add(y, bias[0])
 
             def grad(dy):
                 dx = tf.raw_ops.Conv2DBackpropInput(
