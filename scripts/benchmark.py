@@ -46,6 +46,8 @@ def parse_args(argv=None):
     ap.add_argument("--no-row-bands", action="store_true",
                     help="convolve single images as they are, not in row bands "
                          "(mrcnn.model.row_bands.ROW_BANDS = False; for comparisons)")
+    ap.add_argument("--no-winograd", action="store_true",
+                    help="direct 3x3 convolutions only (mrcnn.model.winograd.WINOGRAD = False)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json-out", default="", help="also write the JSON result here")
     return ap.parse_args(argv)
@@ -147,10 +149,11 @@ def main(argv=None):
     isa = onednn_isa()
     tf = configure_threads(args.threads)
     import numpy as np
-    from mrcnn.model import row_bands
+    from mrcnn.model import row_bands, winograd
     from mrcnn.model.maskrcnn import MaskRCNN
 
     row_bands.ROW_BANDS = not args.no_row_bands
+    winograd.WINOGRAD = not args.no_winograd
     config = make_config(args)
     t0 = time.perf_counter()
     model = MaskRCNN(mode="inference", config=config, model_dir="/tmp/mrcnn_benchmark_logs")
@@ -173,7 +176,7 @@ def main(argv=None):
         "num_classes": args.num_classes, "proposals": args.proposals,
         "detections_max": args.detections, "detections_produced": n_det,
         "min_confidence": args.min_confidence, "rpn_conv_channels": args.rpn_channels,
-        "row_bands": row_bands.ROW_BANDS,
+        "row_bands": row_bands.ROW_BANDS, "winograd": winograd.WINOGRAD,
         "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
         "isa": isa, "cpu": cpu_summary(),
         "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),

@@ -62,6 +62,8 @@ def parse_args(argv=None):
                     help="RPN_CONV_CHANNELS (512 classic; 256 is torchvision's RPN)")
     ap.add_argument("--no-gemm-filter-grad", action="store_true",
                     help="convolutions' own filter gradients (mrcnn.model.feature_conv off)")
+    ap.add_argument("--no-winograd", action="store_true",
+                    help="direct 3x3 convolutions only (mrcnn.model.winograd.WINOGRAD = False)")
     ap.add_argument("--frozen-bn", action="store_true",
                     help="the peer's train_*_frozenbn: TRAIN_BN = False, TRAIN_BN_AFFINE = False "
                          "(FrozenBatchNorm2d) and layers '3+' (conv1 and stage 2 frozen, "
@@ -163,12 +165,13 @@ def run_child(name, args):
     import numpy as np
     from mrcnn.data.pipeline import (make_training_dataset, measure_pipeline_throughput,
                                      pyramid_anchors_for_config)
-    from mrcnn.model import feature_conv
+    from mrcnn.model import feature_conv, winograd
     from mrcnn.model.maskrcnn import MaskRCNN
     from mrcnn.model.optimizer import classic_sgd
     from mrcnn.model.training import LAYER_PRESETS
 
     feature_conv.GEMM_FILTER_GRADIENT = not args.no_gemm_filter_grad
+    winograd.WINOGRAD = not args.no_winograd
     # Where the memory goes: (current, peak) RSS after each stage.
     memory = {"tensorflow imported": _rss_mib()}
     size, batch = parse_config_name(name)
@@ -223,6 +226,7 @@ def run_child(name, args):
         "params": km.count_params(), "rss_stages_mib": memory,
         "rpn_conv_channels": config.RPN_CONV_CHANNELS, "frozen_bn": bool(args.frozen_bn),
         "gemm_filter_gradient": feature_conv.GEMM_FILTER_GRADIENT,
+        "winograd": winograd.WINOGRAD,
         "env": {k: os.environ[k] for k in os.environ
                 if k.startswith(("MALLOC_", "ONEDNN_", "TF_", "OMP_"))},
     }
@@ -246,6 +250,7 @@ def main(argv=None):
         cmd += ["--no-include-gt"] if args.no_include_gt else []
         cmd += ["--frozen-bn"] if args.frozen_bn else []
         cmd += ["--no-gemm-filter-grad"] if args.no_gemm_filter_grad else []
+        cmd += ["--no-winograd"] if args.no_winograd else []
         out = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
         if out.returncode or not lines:

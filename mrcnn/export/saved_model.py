@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from mrcnn.export.molding import check_resize_mode, mold_images_tf, pyramid_anchors_tf
 from mrcnn.export.unmolding import paste_masks_tf, pick_class_masks_tf, unmold_detections_tf
+from mrcnn.model.winograd import direct_convolutions
 from mrcnn.ops.anchors import compute_backbone_shapes
 
 __all__ = ["SIGNATURES", "export_saved_model", "make_serving_functions"]
@@ -153,8 +154,8 @@ def export_saved_model(model, export_dir):
     for name, spec in (("serving_default", image_spec), ("mask_probabilities", image_spec),
                        ("image_bytes", bytes_spec)):
         fn = tf.function(functions[name], input_signature=[spec], autograph=False)
-
-        signatures[name] = fn.get_concrete_function()
+        with direct_convolutions():  # no XLA-compiled functions in the exported graph
+            signatures[name] = fn.get_concrete_function()
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
     tmp_dir = os.path.join(parent, f".{os.path.basename(export_dir)}.tmp{os.getpid()}")

@@ -22,9 +22,10 @@ every ISA.
 :class:`FeatureConv2D` is a ``keras.layers.Conv2D`` (same arguments, weights ``kernel [kh, kw,
 C, filters]`` and ``bias``, so classic ``.h5`` files load unchanged) that uses this gradient for
 the eligible shapes and the plain convolution's gradient otherwise. Its input gradient is the
-convolution's, and so is its forward pass, except that over a batch of one image a 3 x 3
-convolution runs as a batch of row bands (mrcnn/model/row_bands.py: oneDNN's fast AVX2 kernel
-needs a batch of two). Used for the backbone, FPN and RPN convolutions; the mask head's
+convolution's, and so is its forward pass, except that at inference 3 x 3 convolutions over
+256 or more channels run by Winograd's algorithm (mrcnn/model/winograd.py) and other 3 x 3 convolutions
+over a batch of one image as a batch of row bands (mrcnn/model/row_bands.py: oneDNN's fast
+AVX2 kernel needs a batch of two). Used for the backbone, FPN and RPN convolutions; the mask head's
 convolutions over 14 x 14 ROI crops stay plain ``Conv2D`` (for those small maps the
 convolution's own filter gradient is as fast or faster on AVX-512).
 """
@@ -32,6 +33,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.model.row_bands import row_band_conv2d, row_bands_apply
+from mrcnn.model.winograd import winograd_applies, winograd_conv2d
 
 __all__ = ["FeatureConv2D", "gemm_filter_gradient"]
 
@@ -105,30 +107,39 @@ def supports(kernel_size, strides, padding, dilation_rate, groups, data_format):
 class FeatureConv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` whose filter gradient is :func:`gemm_filter_gradient` where it
     applies (see the module docstring) and the output has at least ``MIN_GEMM_ROWS`` pixels
-    (decided per call, shapes may be dynamic), and whose forward pass over a single image
-    runs in row bands where :func:`mrcnn.model.row_bands.row_bands_apply` says so; identical
-    outputs (to float rounding), weights and config otherwise."""
+    (decided per call, shapes may be dynamic), and whose forward pass is Winograd's outside
+    training (:func:`mrcnn.model.winograd.winograd_applies`: 3 x 3 over 256 or more
+    channels) or, over
+    a single image, runs in row bands (:func:`mrcnn.model.row_bands.row_bands_apply`);
+    identical outputs (to float rounding), weights and config otherwise."""
 
     def _gemm_gradient_applies(self):
         return GEMM_FILTER_GRADIENT and supports(self.kernel_size, self.strides, self.padding,
                                                  self.dilation_rate, self.groups,
                                                  self.data_format)
 
-    def _row_bands_apply(self, inputs):
-        return row_bands_apply(tuple(inputs.shape), self.kernel_size, self.strides,
-                               self.padding, self.dilation_rate, self.groups,
-                               self.data_format)
+    def _forward(self, x, kernel, bias, training):
+        """The convolution's output (+ ``bias``, may be None): by Winograd's algorithm (not
+        in training), in row bands or directly, whichever applies to ``x``'s traced shape
+        (module docstring)."""
+        args = (tuple(x.shape), self.kernel_size, self.strides, self.padding,
+                self.dilation_rate, self.groups, self.data_format)
+        # Not in training: there it saved no step time (the backward pass dominates) and its
+        # transformed tensors raised the peak RSS (512 x 512 batch 2, AVX2 cap: 5.49 against
+        # 5.51 s per step, 3,509 against 3,308 MiB).
+        if not training and winograd_applies(*args):
+            return winograd_conv2d(x, kernel, bias)
+        if row_bands_apply(*args):
+            return row_band_conv2d(x, kernel, bias)
+        y = tf.nn.conv2d(x, kernel, [1, *self.strides, 1], self.padding.upper())
+        return y if bias is None else tf.nn.bias_add(y, bias)
 
-    def call(self, inputs):
-        bands = self._row_bands_apply(inputs)
+    def call(self, inputs, training=None):
+        kernel = tf.cast(self.kernel, inputs.dtype)
+        bias = tf.cast(self.bias, inputs.dtype) if self.use_bias else None
         if not self._gemm_gradient_applies():
-            if not bands:
-                return super().call(inputs)
-            # Differentiated through the bands (the gradient convolutions then see a batch
-            # of `BANDS` too).
-            outputs = row_band_conv2d(
-                inputs, tf.cast(self.kernel, inputs.dtype),
-                tf.cast(self.bias, inputs.dtype) if self.use_bias else None)
+            # Differentiated through whichever form _forward took.
+            outputs = self._forward(inputs, kernel, bias, training)
             return self.activation(outputs) if self.activation is not None else outputs
         strides = [1, *self.strides, 1]
         padding = self.padding.upper()
@@ -137,14 +148,9 @@ class FeatureConv2D(keras.layers.Conv2D):
 
         @tf.custom_gradient
         def conv_bias(x, kernel, *bias):
-            # The forward pass alone runs in row bands: the gradient below is the
-            # convolution's own (inputs) and the products' (filter) whichever ran.
-            if bands:
-                y = row_band_conv2d(x, kernel, bias[0] if use_bias else None)
-            else:
-                y = tf.nn.conv2d(x, kernel, strides, padding)
-                if use_bias:
-                    y = tf.nn.bias_add(y, bias[0])
+            # Only the forward pass takes another form: the gradient below is the
+            # convolution's own (input) and the products' (filter) whichever ran.
+            y = self._forward(x, kernel, bias[0] if use_bias else None, training)
 
             def grad(dy):
                 dx = tf.raw_ops.Conv2DBackpropInput(
@@ -173,7 +179,5 @@ class FeatureConv2D(keras.layers.Conv2D):
 
             return y, grad
 
-        kernel = tf.cast(self.kernel, inputs.dtype)
-        bias = (tf.cast(self.bias, inputs.dtype),) if use_bias else ()
-        outputs = conv_bias(inputs, kernel, *bias)
+        outputs = conv_bias(inputs, kernel, *((bias,) if use_bias else ()))
         return self.activation(outputs) if self.activation is not None else outputs

@@ -1,0 +1,117 @@
+"""Tests for mrcnn.model.winograd: 3 x 3 convolutions by F(2 x 2, 3 x 3)."""
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+from mrcnn.model import winograd
+from mrcnn.model.feature_conv import FeatureConv2D
+from mrcnn.model.winograd import (direct_convolutions, winograd_applies, winograd_conv2d,
+                                  winograd_conv2d_numpy)
+from tests.model.conv_checks import outputs_and_gradients
+
+
+def _rand(*shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+SHAPES = [(1, 8, 6, 3), (1, 9, 7, 3), (2, 5, 11, 4), (1, 1, 1, 2), (3, 2, 3, 5)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_equals_the_convolution_and_the_numpy_reference(shape):
+    x, w, b = _rand(*shape, seed=1), _rand(3, 3, shape[-1], 6, seed=2), _rand(6, seed=3)
+    expected = tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "SAME"), b).numpy()
+    got = winograd_conv2d(tf.constant(x), tf.constant(w), tf.constant(b))
+    assert got.shape == expected.shape and got.dtype == tf.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=2e-5)
+    # The float64 tile-by-tile reference is the algorithm itself, written out.
+    np.testing.assert_allclose(winograd_conv2d_numpy(x, w, b), expected, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 7, 3), (2, 16, 5, 4)])
+def test_chunks_of_tile_rows_give_the_same_output(monkeypatch, shape):
+    x, w = tf.constant(_rand(*shape, seed=4)), tf.constant(_rand(3, 3, shape[-1], 5, seed=5))
+    whole = winograd_conv2d(x, w).numpy()
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one tile row per chunk
+    assert len(winograd._tile_row_chunks(shape[0], (shape[1] + 1) // 2,
+                                         (shape[2] + 1) // 2, 5, 4)) == (shape[1] + 1) // 2
+    np.testing.assert_allclose(winograd_conv2d(x, w).numpy(), whole, rtol=1e-6, atol=1e-6)
+
+
+def test_dynamic_shapes_and_bfloat16():
+    w = tf.constant(_rand(3, 3, 4, 5, seed=6))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 4), tf.float32)])
+    def conv(x):
+        return winograd_conv2d(x, w)
+
+    for shape in ((1, 9, 6, 4), (2, 4, 5, 4)):
+        x = tf.constant(_rand(*shape, seed=7))
+        np.testing.assert_allclose(conv(x).numpy(), tf.nn.conv2d(x, w, 1, "SAME").numpy(),
+                                   rtol=1e-5, atol=2e-5)
+    x16 = tf.cast(_rand(1, 6, 6, 4, seed=8), tf.bfloat16)
+    y16 = winograd_conv2d(x16, tf.cast(w, tf.bfloat16))
+    assert y16.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(y16, tf.float32).numpy(),
+                               tf.nn.conv2d(tf.cast(x16, tf.float32), w, 1, "SAME").numpy(),
+                               rtol=0.05, atol=0.1)
+
+
+def test_which_convolutions_use_it():
+    def applies(shape, kernel=(3, 3), strides=(1, 1), padding="same"):
+        return winograd_applies(shape, kernel, strides, padding, (1, 1), 1, "channels_last")
+
+    assert applies((1, 64, 64, 256)) and applies((None, None, None, 512))
+    assert not applies((1, 64, 64, winograd.MIN_CHANNELS - 1))
+    assert not applies((1, 64, 64, None))
+    assert not applies((1, 64, 64, 256), kernel=(5, 5))
+    assert not applies((1, 64, 64, 256), strides=(2, 2))
+    assert not applies((1, 64, 64, 256), padding="valid")
+    with direct_convolutions():
+        assert not applies((1, 64, 64, 256))
+    assert applies((1, 64, 64, 256))
+
+
+def _op_types(fn, shape):
+    graph = tf.function(fn).get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph
+    return {op.type for op in graph.get_operations()}
+
+
+@pytest.fixture(scope="module")
+def conv_pair():
+    """A FeatureConv2D over 256 channels and the keras Conv2D with its weights."""
+    shape = (1, 6, 5, 256)
+    ours = FeatureConv2D(8, (3, 3), padding="same", activation="relu")
+    plain = keras.layers.Conv2D(8, (3, 3), padding="same", activation="relu")
+    ours.build(shape)
+    plain.build(shape)
+    ours.set_weights([_rand(*w.shape, seed=9 + i) * 0.1 for i, w in
+                      enumerate(plain.get_weights())])
+    plain.set_weights(ours.get_weights())
+    return shape, ours, plain
+
+
+def test_feature_conv_uses_it_at_inference_only(conv_pair):
+    shape, ours, plain = conv_pair
+    inference = _op_types(lambda x: ours(x, training=False), shape)
+    training = _op_types(lambda x: ours(x, training=True), shape)
+    assert "BatchMatMulV2" in inference and "Conv2D" not in inference
+    assert "Conv2D" in training and "BatchMatMulV2" not in training
+    # Nested models pass the training flag down (the RPN is a model of its own).
+    inputs = keras.Input(shape[1:])
+    nested = keras.Model(inputs, ours(inputs))
+    assert "BatchMatMulV2" not in _op_types(lambda x: nested(x, training=True), shape)
+    assert "BatchMatMulV2" in _op_types(lambda x: nested(x, training=False), shape)
+
+
+def test_feature_conv_outputs_and_gradients_equal_the_convolution(conv_pair):
+    shape, ours, plain = conv_pair
+    x = _rand(*shape, seed=12)
+    np.testing.assert_allclose(ours(x, training=False).numpy(), plain(x).numpy(),
+                               rtol=1e-4, atol=1e-4)
+    # outputs_and_gradients calls the layer without a training flag: the Winograd forward,
+    # with the convolution's own gradients.
+    for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(ours, x)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
