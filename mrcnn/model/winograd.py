@@ -17,12 +17,14 @@ cost more than the products saved. The products run on oneDNN's matrix kernels.
 F(2 x 2, 3 x 3) is exact in real arithmetic; in float32 its results differ from the direct
 convolution's by about 1e-6 of the output's range, the size of the difference between two
 direct kernels (F(4 x 4, 3 x 3) would save more but loses 1.5e-5). oneDNN has Winograd kernels
-of its own only on AVX-512 CPUs and does not pick them for TensorFlow's convolutions.
+of its own only for AVX-512, and TensorFlow's convolutions did not use them (ONEDNN_VERBOSE).
 
-``scripts/benchmark_winograd.py`` times it against ``tf.nn.conv2d``; on the 3 x 3 convolutions
-of Mask R-CNN with 256 or more input channels it was 1.3-2.6x faster, natively on AVX-512 and
-under ``ONEDNN_MAX_CPU_ISA=AVX2``. With 64 or 128 input channels (ResNet stages 2 and 3) it was
-slower natively, so those keep the direct convolution (:data:`MIN_CHANNELS`).
+Measured (docs/benchmarks.md, "Issue 9, fifth pass"; one call per shape, 2 threads): on the
+3 x 3 convolutions of Mask R-CNN with 256 or more input channels it took 0.55-0.6 of the
+direct convolution's time under ``ONEDNN_MAX_CPU_ISA=AVX2`` and 0.6-0.8 natively on AVX-512;
+with 64 or 128 input channels (ResNet stages 2 and 3) it was slower natively, so those keep
+the direct convolution (:data:`MIN_CHANNELS`). :class:`mrcnn.model.feature_conv.FeatureConv2D`
+uses it at inference only; ``scripts/benchmark.py --no-winograd`` turns it off.
 """
 import contextlib
 
