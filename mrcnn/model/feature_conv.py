@@ -23,11 +23,11 @@ every ISA.
 C, filters]`` and ``bias``, so classic ``.h5`` files load unchanged) that uses this gradient for
 the eligible shapes and the plain convolution's gradient otherwise. Its input gradient is the
 convolution's, and so is its forward pass, except that at inference 3 x 3 convolutions over
-256 or more channels run by Winograd's algorithm (mrcnn/model/winograd.py) and other 3 x 3 convolutions
-over a batch of one image as a batch of row bands (mrcnn/model/row_bands.py: oneDNN's fast
-AVX2 kernel needs a batch of two). Used for the backbone, FPN and RPN convolutions; the mask head's
-convolutions over 14 x 14 ROI crops stay plain ``Conv2D`` (for those small maps the
-convolution's own filter gradient is as fast or faster on AVX-512).
+256 or more channels run by Winograd's algorithm (mrcnn/model/winograd.py), and other 3 x 3
+convolutions over a batch of one image as a batch of row bands (mrcnn/model/row_bands.py:
+oneDNN's fast AVX2 kernel needs a batch of two). Used for the backbone, FPN and RPN
+convolutions; the mask head's convolutions over 14 x 14 ROI crops stay plain ``Conv2D`` (for
+those small maps the convolution's own filter gradient is as fast or faster on AVX-512).
 """
 import keras
 import tensorflow as tf
@@ -108,9 +108,8 @@ class FeatureConv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` whose filter gradient is :func:`gemm_filter_gradient` where it
     applies (see the module docstring) and the output has at least ``MIN_GEMM_ROWS`` pixels
     (decided per call, shapes may be dynamic), and whose forward pass is Winograd's outside
-    training (:func:`mrcnn.model.winograd.winograd_applies`: 3 x 3 over 256 or more
-    channels) or, over
-    a single image, runs in row bands (:func:`mrcnn.model.row_bands.row_bands_apply`);
+    training (:func:`mrcnn.model.winograd.winograd_applies`: 3 x 3 over 256 or more channels)
+    or, over a single image, runs in row bands (:func:`mrcnn.model.row_bands.row_bands_apply`);
     identical outputs (to float rounding), weights and config otherwise."""
 
     def _gemm_gradient_applies(self):
