@@ -135,9 +135,7 @@ def _output_transform(products, bias, tiles):
 
 def _tile_row_chunks(batch, tiles_h, tiles_w, filters, itemsize):
     """``[(first, end), ...]`` tile rows per chunk, so that each chunk's products ``M`` take
-    at most :data:`CHUNK_BYTES` (one chunk when a size is unknown when traced)."""
-    if None in (batch, tiles_h, tiles_w, filters):
-        return None
+    at most :data:`CHUNK_BYTES` (all sizes known when traced)."""
     per_row = _TILE * _TILE * batch * tiles_w * filters * itemsize
     rows = max(1, CHUNK_BYTES // per_row)
     return [(r, min(r + rows, tiles_h)) for r in range(0, tiles_h, rows)]
@@ -168,10 +166,10 @@ def winograd_conv2d(x, kernel, bias=None):
     padded = tf.pad(x, [[0, 0], [1, 2 * tiles_h + 1 - height], [1, 2 * tiles_w + 1 - width],
                         [0, 0]])
     u = _kernel_transform(kernel)
-    chunks = _tile_row_chunks(x.shape[0], x.shape[1] and tiles_h, x.shape[2] and tiles_w,
-                              kernel.shape[3], x.dtype.size)
-    if chunks is None:
-        chunks = [(0, tiles_h)]
+    if None in (x.shape[0], x.shape[1], x.shape[2], kernel.shape[3]):
+        chunks = [(0, tiles_h)]  # sizes unknown when traced: one chunk
+    else:
+        chunks = _tile_row_chunks(batch, tiles_h, tiles_w, int(kernel.shape[3]), x.dtype.size)
     outputs = []
     for first, end in chunks:
         # Each chunk starts when the previous one is done, so that one chunk's transformed
