@@ -22,12 +22,14 @@ every ISA.
 :class:`FeatureConv2D` is a ``keras.layers.Conv2D`` (same arguments, weights ``kernel [kh, kw,
 C, filters]`` and ``bias``, so classic ``.h5`` files load unchanged) that uses this gradient for
 the eligible shapes and the plain convolution's gradient otherwise. Its input gradient is the
-convolution's, and so is its forward pass, except that at inference 3 x 3 convolutions over
-256 or more channels run by Winograd's algorithm (mrcnn/model/winograd.py), and other 3 x 3
-convolutions over a batch of one image as a batch of row bands (mrcnn/model/row_bands.py:
-oneDNN's fast AVX2 kernel needs a batch of two). Used for the backbone, FPN and RPN
-convolutions; the mask head's convolutions over 14 x 14 ROI crops stay plain ``Conv2D`` (for
-those small maps the convolution's own filter gradient is as fast or faster on AVX-512).
+convolution's, and so is its forward pass, except that 3 x 3 convolutions over 256 or more
+channels run by Winograd's algorithm, forward and backward (mrcnn/model/winograd.py; in
+training over large maps only), and other 3 x 3 convolutions over a batch of one image as a
+batch of row bands (mrcnn/model/row_bands.py: oneDNN's fast AVX2 kernel needs a batch of two).
+Used for the backbone, FPN and RPN convolutions, and for the mask head's 3 x 3 convolutions
+with ``gemm_filter_gradient=False``: they get Winograd's algorithm at inference, and over
+their 14 x 14 ROI crops the convolution's own filter gradient was as fast or faster on
+AVX-512.
 """
 import keras
 import tensorflow as tf
@@ -105,30 +107,45 @@ def supports(kernel_size, strides, padding, dilation_rate, groups, data_format):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class FeatureConv2D(keras.layers.Conv2D):
-    """``keras.layers.Conv2D`` whose filter gradient is :func:`gemm_filter_gradient` where it
-    applies (see the module docstring) and the output has at least ``MIN_GEMM_ROWS`` pixels
-    (decided per call, shapes may be dynamic), and whose forward pass is Winograd's outside
-    training (:func:`mrcnn.model.winograd.winograd_applies`: 3 x 3 over 256 or more channels)
-    or, over a single image, runs in row bands (:func:`mrcnn.model.row_bands.row_bands_apply`);
-    identical outputs (to float rounding), weights and config otherwise."""
+    """``keras.layers.Conv2D`` computed, where each applies (decided when traced):
+
+    1. by Winograd's algorithm, forward and gradient
+       (:func:`mrcnn.model.winograd.winograd_applies`: 3 x 3 over 256 or more channels; in
+       training over large maps only);
+    2. else with :func:`gemm_filter_gradient` as its filter gradient (see the module
+       docstring) where the output has at least ``MIN_GEMM_ROWS`` pixels (decided per call,
+       shapes may be dynamic), its forward pass over a single image in row bands
+       (:func:`mrcnn.model.row_bands.row_bands_apply`);
+    3. else as the convolution.
+
+    Identical outputs and gradients (to float rounding), weights and config.
+
+    ``gemm_filter_gradient=False`` keeps the convolution's own filter gradient for every shape
+    (the mask head's many small ROI crops, where the shifted copies of x cost more than the
+    products save, whatever the pixel count); the forward pass stays as above."""
+
+    def __init__(self, *args, gemm_filter_gradient=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gemm_filter_gradient = bool(gemm_filter_gradient)
+
+    def get_config(self):
+        config = super().get_config()
+        config["gemm_filter_gradient"] = self.gemm_filter_gradient
+        return config
 
     def _gemm_gradient_applies(self):
-        return GEMM_FILTER_GRADIENT and supports(self.kernel_size, self.strides, self.padding,
+        return GEMM_FILTER_GRADIENT and self.gemm_filter_gradient and supports(self.kernel_size, self.strides, self.padding,
                                                  self.dilation_rate, self.groups,
                                                  self.data_format)
 
-    def _forward(self, x, kernel, bias, training):
-        """The convolution's output (+ ``bias``, may be None): by Winograd's algorithm (not
-        in training), in row bands or directly, whichever applies to ``x``'s traced shape
-        (module docstring)."""
-        args = (tuple(x.shape), self.kernel_size, self.strides, self.padding,
+    def _conv_args(self, x):
+        return (tuple(x.shape), self.kernel_size, self.strides, self.padding,
                 self.dilation_rate, self.groups, self.data_format)
-        # Not in training: there it saved no step time (the backward pass dominates) and its
-        # transformed tensors raised the peak RSS (512 x 512 batch 2, AVX2 cap: 5.49 against
-        # 5.51 s per step, 3,509 against 3,308 MiB).
-        if not training and winograd_applies(*args):
-            return winograd_conv2d(x, kernel, bias)
-        if row_bands_apply(*args):
+
+    def _forward(self, x, kernel, bias):
+        """The direct convolution's output (+ ``bias``, may be None), in row bands where
+        they apply to ``x``'s traced shape (module docstring)."""
+        if row_bands_apply(*self._conv_args(x)):
             return row_band_conv2d(x, kernel, bias)
         y = tf.nn.conv2d(x, kernel, [1, *self.strides, 1], self.padding.upper())
         return y if bias is None else tf.nn.bias_add(y, bias)
@@ -136,9 +153,12 @@ class FeatureConv2D(keras.layers.Conv2D):
     def call(self, inputs, training=None):
         kernel = tf.cast(self.kernel, inputs.dtype)
         bias = tf.cast(self.bias, inputs.dtype) if self.use_bias else None
+        if winograd_applies(*self._conv_args(inputs), training=training):
+            outputs = winograd_conv2d(inputs, kernel, bias)  # and Winograd's gradient
+            return self.activation(outputs) if self.activation is not None else outputs
         if not self._gemm_gradient_applies():
             # Differentiated through whichever form _forward took.
-            outputs = self._forward(inputs, kernel, bias, training)
+            outputs = self._forward(inputs, kernel, bias)
             return self.activation(outputs) if self.activation is not None else outputs
         strides = [1, *self.strides, 1]
         padding = self.padding.upper()
@@ -149,7 +169,7 @@ class FeatureConv2D(keras.layers.Conv2D):
         def conv_bias(x, kernel, *bias):
             # Only the forward pass takes another form: the gradient below is the
             # convolution's own (input) and the products' (filter) whichever ran.
-            y = self._forward(x, kernel, bias[0] if use_bias else None, training)
+            y = self._forward(x, kernel, bias[0] if use_bias else None)
 
             def grad(dy):
                 dx = tf.raw_ops.Conv2DBackpropInput(

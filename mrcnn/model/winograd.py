@@ -23,15 +23,29 @@ Measured (docs/benchmarks.md, "Issue 9, fifth pass"; one call per shape, 2 threa
 3 x 3 convolutions of Mask R-CNN with 256 or more input channels it took 0.55-0.6 of the
 direct convolution's time under ``ONEDNN_MAX_CPU_ISA=AVX2`` and 0.6-0.8 natively on AVX-512;
 with 64 or 128 input channels (ResNet stages 2 and 3) it was slower natively, so those keep
-the direct convolution (:data:`MIN_CHANNELS`). :class:`mrcnn.model.feature_conv.FeatureConv2D`
-uses it at inference only; ``scripts/benchmark.py --no-winograd`` turns it off.
+the direct convolution (:data:`MIN_CHANNELS`).
+
+Training uses it too, with a gradient by the same algorithm (:func:`winograd_conv2d`): the
+output gradient transformed like the products (``dM = A dy A^T``), then 16 products for the
+input gradient (``dV = dM U^T``, transformed back and overlap-added) and 16 for the kernel's
+(``dU = V^T dM``, with V recomputed from x). One 3 x 3 convolution forward and backward
+(``scripts/benchmark_winograd.py``, 2 threads, "Issue 9, sixth pass"): the RPN's on P2 at
+512 x 512 batch 2 took 0.79 against 1.36 s under the AVX2 cap, 0.71 against 1.13 s natively.
+In training it is used over maps of at least :data:`MIN_TRAINING_PIXELS` only: its
+transformed tensors raise the process's peak RSS (the allocator's pool grows with them)
+by about 200 MiB for the two P2 convolutions at 512 x 512 batch 2, and over all eligible
+maps by 350-480 MiB at 512 x 512 and 225-300 MiB at 128 x 128 batch 8, where the step got
+no faster.
+
+:class:`mrcnn.model.feature_conv.FeatureConv2D` uses it; ``scripts/benchmark.py
+--no-winograd`` and ``scripts/benchmark_train.py --no-winograd`` turn it off.
 """
 import contextlib
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["WINOGRAD", "MIN_CHANNELS", "direct_convolutions", "winograd_applies",
+__all__ = ["WINOGRAD", "MIN_CHANNELS", "MIN_TRAINING_PIXELS", "direct_convolutions", "winograd_applies",
            "winograd_conv2d", "winograd_conv2d_numpy"]
 
 #: False: every convolution is direct (read when a model is traced; for comparisons, e.g.
@@ -43,22 +57,32 @@ WINOGRAD = True
 #: were slower than the direct convolution).
 MIN_CHANNELS = 256
 
+#: Output pixels (N * H * W, known when traced) from which training uses it too: the P2
+#: level at 512 x 512 batch 2 (32,768), not P3 there, nor any map at 128 x 128 batch 8.
+MIN_TRAINING_PIXELS = 16384
+
 # F(2 x 2, 3 x 3): input transform B^T, kernel transform G, output transform A^T.
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 _AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
 #: Largest products tensor (``16 x tiles x F``) of one chunk of a convolution, in bytes.
 CHUNK_BYTES = 64 * 2 ** 20
+#: The same for the gradient's chunks (``dM``, ``dV``), which hold about five such tensors
+#: at a time against the forward pass's two: with 64 MiB the RPN's gradient on P2 at
+#: 512 x 512 batch 2 raised the peak RSS by 340 MiB, with 16 MiB by 140 MiB.
+GRADIENT_CHUNK_BYTES = 16 * 2 ** 20
 
 _TILE = 4   # input tile side
 _STEP = 2   # output tile side
 
 
 def winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, groups,
-                     data_format):
+                     data_format, training=False):
     """Whether a convolution over ``input_shape`` (as known when traced) uses the Winograd
     form: stride-1 "same" 3 x 3 convolutions, channels last, with at least
-    :data:`MIN_CHANNELS` input channels (known when traced)."""
+    :data:`MIN_CHANNELS` input channels (known when traced); in training (a truthy
+    ``training``) only over maps of at least :data:`MIN_TRAINING_PIXELS` output pixels,
+    known when traced."""
     if not WINOGRAD or data_format != "channels_last" or groups != 1:
         return False
     if tuple(kernel_size) != (3, 3) or tuple(strides) != (1, 1):
@@ -66,7 +90,12 @@ def winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, 
     if tuple(dilation_rate) != (1, 1) or padding != "same" or len(input_shape) != 4:
         return False
     channels = input_shape[3]
-    return channels is not None and channels >= MIN_CHANNELS
+    if channels is None or channels < MIN_CHANNELS:
+        return False
+    if not training:
+        return True
+    pixels = input_shape[:3]
+    return None not in pixels and int(np.prod(pixels)) >= MIN_TRAINING_PIXELS
 
 
 @contextlib.contextmanager
@@ -93,7 +122,7 @@ def _combine(parts, coefficients):
     return total
 
 
-@tf.function(jit_compile=True, autograph=False)
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
 def _kernel_transform(kernel):
     """``[3, 3, C, F]`` -> ``U [16, C, F]``, ``U[4a + b] = (G g G^T)[a, b]``."""
     rows = [_combine([kernel[i] for i in range(3)], _G[a]) for a in range(_TILE)]
@@ -101,7 +130,7 @@ def _kernel_transform(kernel):
     return tf.stack(taps)
 
 
-@tf.function(jit_compile=True, autograph=False)
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
 def _input_transform(padded):
     """``padded [N, 2 th + 2, 2 tw + 2, C]`` -> ``V [16, N * th * tw, C]``, ``V[4k + l, tile]
     = (B^T d B)[k, l]`` of the tile's 4 x 4 input block (tile ``(i, j)``: padded rows
@@ -117,7 +146,7 @@ def _input_transform(padded):
     return tf.reshape(tf.stack(out), [_TILE * _TILE, -1, shape[3]])
 
 
-@tf.function(jit_compile=True, autograph=False)
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
 def _output_transform(products, bias, tiles):
     """``M [16, N * th * tw, F]`` (+ ``bias [F]``) -> ``[N, 2 th, 2 tw, F]``: each tile's
     2 x 2 output block ``A^T m A``, the blocks put in place. ``tiles``: ``[N, th, tw]``."""
@@ -133,20 +162,160 @@ def _output_transform(products, bias, tiles):
     return tf.reshape(tf.stack(blocks, axis=2), [batch, 2 * tiles_h, 2 * tiles_w, filters]) + bias
 
 
-def _tile_row_chunks(batch, tiles_h, tiles_w, filters, itemsize):
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _kernel_transform_adjoint(du):
+    """Gradient of :func:`_kernel_transform`: ``dU [16, C, F]`` -> ``[3, 3, C, F]``,
+    ``dg[i, j] = sum_ab G[a, i] G[b, j] dU[4a + b]``."""
+    rows = [[_combine([du[_TILE * a + b] for a in range(_TILE)], _G[:, i]) for b in range(_TILE)]
+            for i in range(3)]
+    return tf.stack([tf.stack([_combine(row, _G[:, j]) for j in range(3)]) for row in rows])
+
+
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _output_transform_adjoint(dy, tiles):
+    """Gradient of :func:`_output_transform` (bias aside): ``dy [N, 2 th, 2 tw, F]`` ->
+    ``dM [16, N * th * tw, F]``, ``dM[4k + l] = sum_ab A^T[a, k] A^T[b, l] dy[2i + a, 2j + b]``."""
+    batch, tiles_h, tiles_w = tiles[0], tiles[1], tiles[2]
+    filters = tf.shape(dy)[-1]
+    blocks = tf.reshape(dy, [batch, tiles_h, _STEP, tiles_w, _STEP, filters])
+    rows = [blocks[:, :, a] for a in range(_STEP)]                 # [N, th, tw, 2 (b), F]
+    out = []
+    for k in range(_TILE):
+        row = _combine(rows, _AT[:, k])
+        cols = [row[:, :, :, b] for b in range(_STEP)]
+        out.extend(_combine(cols, _AT[:, l]) for l in range(_TILE))
+    return tf.reshape(tf.stack(out), [_TILE * _TILE, -1, filters])
+
+
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _input_transform_adjoint(dv, tiles):
+    """Gradient of :func:`_input_transform`: ``dV [16, N * th * tw, C]`` -> ``[N, 2 th + 2,
+    2 tw + 2, C]``. Each tile's ``B dV B^T`` block is added at its place; neighbouring tiles
+    overlap by two rows and columns."""
+    batch, tiles_h, tiles_w = tiles[0], tiles[1], tiles[2]
+    channels = tf.shape(dv)[-1]
+    v = tf.reshape(dv, [_TILE, _TILE, batch, tiles_h, tiles_w, channels])
+    block = {}
+    for i in range(_TILE):
+        row = _combine([v[k] for k in range(_TILE)], _BT[:, i])  # [4 (l), N, th, tw, C]
+        for j in range(_TILE):
+            block[i, j] = _combine([row[l] for l in range(_TILE)], _BT[:, j])
+    # Block pixel (i, j) = (2p + q, 2s + r) of tile (t, u) lands on padded pixel
+    # (2 (t + p) + q, 2 (u + s) + r): per parity (q, r) a sum of four shifted tile grids.
+    parities = []
+    for q in range(_STEP):
+        cols = []
+        for r in range(_STEP):
+            cols.append(tf.add_n([
+                tf.pad(block[2 * p + q, 2 * s + r], [[0, 0], [p, 1 - p], [s, 1 - s], [0, 0]])
+                for p in range(_STEP) for s in range(_STEP)]))
+        parities.append(tf.stack(cols, axis=3))                  # [N, th+1, tw+1, 2 (r), C]
+    grid = tf.stack(parities, axis=2)                             # [N, th+1, 2 (q), tw+1, 2, C]
+    return tf.reshape(grid, [batch, 2 * tiles_h + 2, 2 * tiles_w + 2, channels])
+
+
+def _tile_row_chunks(batch, tiles_h, tiles_w, filters, itemsize, chunk_bytes):
     """``[(first, end), ...]`` tile rows per chunk, so that each chunk's products ``M`` take
-    at most :data:`CHUNK_BYTES` (all sizes known when traced)."""
+    at most ``chunk_bytes`` (all sizes known when traced)."""
     per_row = _TILE * _TILE * batch * tiles_w * filters * itemsize
-    rows = max(1, CHUNK_BYTES // per_row)
+    rows = max(1, chunk_bytes // per_row)
     return [(r, min(r + rows, tiles_h)) for r in range(0, tiles_h, rows)]
 
 
+class _Tiling:
+    """How :func:`winograd_conv2d` cuts ``x [N, H, W, C]`` for ``filters`` outputs: sizes
+    (Python ints where known when traced, else scalar tensors), tiles and chunks of at most
+    ``chunk_bytes`` products."""
+
+    def __init__(self, x, filters, chunk_bytes):
+        dynamic = tf.shape(x)
+        self.batch, self.height, self.width = (
+            dynamic[i] if x.shape[i] is None else int(x.shape[i]) for i in range(3))
+        self.tiles_h, self.tiles_w = (self.height + 1) // 2, (self.width + 1) // 2
+        if None in (x.shape[0], x.shape[1], x.shape[2], filters):
+            self.chunks = [(0, self.tiles_h)]  # sizes unknown when traced: one chunk
+        else:
+            # The larger of the products M (forward) and the gradient dV (backward).
+            widest = max(int(filters), int(x.shape[3]))
+            self.chunks = _tile_row_chunks(self.batch, self.tiles_h, self.tiles_w, widest,
+                                           x.dtype.size, chunk_bytes)
+        self.even = (isinstance(self.height, int) and isinstance(self.width, int)
+                     and self.height % 2 == 0 and self.width % 2 == 0)
+
+    def pad(self, x):
+        """"same" padding (one zero row/column before), plus what completes the last tile:
+        ``[N, 2 th + 2, 2 tw + 2, C]``."""
+        return tf.pad(x, [[0, 0], [1, 2 * self.tiles_h + 1 - self.height],
+                          [1, 2 * self.tiles_w + 1 - self.width], [0, 0]])
+
+    def rows(self, padded, first, end):
+        """Padded input rows of tile rows ``first .. end - 1`` (two shared with each
+        neighbouring chunk)."""
+        return padded if len(self.chunks) == 1 else padded[:, 2 * first:2 * end + 2]
+
+    def tiles(self, first, end):
+        return tf.stack([self.batch, end - first, self.tiles_w])
+
+
+def _winograd_forward(x, kernel, bias, tiling):
+    u = _kernel_transform(kernel)
+    padded = tiling.pad(x)
+    outputs = []
+    for first, end in tiling.chunks:
+        # Each chunk starts when the previous one is done, so that one chunk's transformed
+        # input and products are alive at a time.
+        with tf.control_dependencies(outputs[-1:]):
+            v = _input_transform(tiling.rows(padded, first, end))
+        m = tf.matmul(v, u)
+        outputs.append(_output_transform(m, bias, tiling.tiles(first, end)))
+    y = outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=1)
+    return y if tiling.even else y[:, :tiling.height, :tiling.width]
+
+
+def _winograd_backward(x, kernel, dy, tiling):
+    """``(dx, dkernel)`` of :func:`_winograd_forward` by the same tiles: per chunk,
+    ``dM = A dy A^T``, ``dV = dM @ U^T`` (-> dx, blocks overlap-added) and ``dU += V^T @ dM``
+    (-> dkernel), with ``V`` recomputed from ``x`` (not kept from the forward pass: it is four
+    times ``x``)."""
+    # What depends on forward tensors only would otherwise run as soon as the forward pass
+    # made them, for every layer at once, and be held to the backward pass (+760 MiB peak
+    # RSS at 512 x 512 batch 2): tied to dy, it is made when this gradient runs.
+    with tf.control_dependencies([dy]):
+        u = _kernel_transform(kernel)
+        padded = tiling.pad(x)
+    if not tiling.even:
+        dy = tf.pad(dy, [[0, 0], [0, 2 * tiling.tiles_h - tiling.height],
+                         [0, 2 * tiling.tiles_w - tiling.width], [0, 0]])
+    parts, du = [], None
+    for first, end in tiling.chunks:
+        with tf.control_dependencies(parts[-1:]):
+            dm = _output_transform_adjoint(dy[:, 2 * first:2 * end], tiling.tiles(first, end))
+        parts.append(_input_transform_adjoint(tf.matmul(dm, u, transpose_b=True),
+                                              tiling.tiles(first, end)))
+        with tf.control_dependencies([dm]):
+            v = _input_transform(tiling.rows(padded, first, end))
+        chunk_du = tf.matmul(v, dm, transpose_a=True)
+        du = chunk_du if du is None else du + chunk_du
+    # Neighbouring chunks share two padded rows: add those, keep the rest of each part.
+    pieces = [parts[0]]
+    for part in parts[1:]:
+        pieces[-1], shared = pieces[-1][:, :-2], pieces[-1][:, -2:]
+        pieces += [shared + part[:, :2], part[:, 2:]]
+    dpadded = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=1)
+    dx = dpadded[:, 1:1 + tiling.height, 1:1 + tiling.width]
+    return dx, _kernel_transform_adjoint(du)
+
+
 def winograd_conv2d(x, kernel, bias=None):
-    """``tf.nn.conv2d(x, kernel, 1, "SAME")`` (+ ``bias``) by F(2 x 2, 3 x 3).
+    """``tf.nn.conv2d(x, kernel, 1, "SAME")`` (+ ``bias``) by F(2 x 2, 3 x 3), with a
+    gradient by the same algorithm.
 
     The transformed input and the products are 4 times the input and the output: where the
     shapes are known when traced, the image is done in chunks of tile rows, one after the
-    other, each with products of at most :data:`CHUNK_BYTES`.
+    other, each with products of at most :data:`CHUNK_BYTES` (in the gradient
+    :data:`GRADIENT_CHUNK_BYTES`). The gradient keeps only ``x`` and ``kernel`` from the
+    forward pass: ``dx`` and ``dkernel`` take 16 matrix products each, like the forward pass,
+    over the transformed output gradient and the input transformed again.
 
     Args:
         x: ``[N, H, W, C]`` (channels last; float32, float16 or bfloat16; shapes may be
@@ -156,32 +325,22 @@ def winograd_conv2d(x, kernel, bias=None):
     Returns:
         ``[N, H, W, F]`` in ``x``'s dtype.
     """
-    if bias is None:
-        bias = tf.zeros([tf.shape(kernel)[-1]], x.dtype)
-    dynamic = tf.shape(x)
-    batch, height, width = (dynamic[i] if x.shape[i] is None else int(x.shape[i])
-                            for i in range(3))
-    tiles_h, tiles_w = (height + 1) // 2, (width + 1) // 2
-    # "same" padding (one zero row/column before), plus what completes the last tile.
-    padded = tf.pad(x, [[0, 0], [1, 2 * tiles_h + 1 - height], [1, 2 * tiles_w + 1 - width],
-                        [0, 0]])
-    u = _kernel_transform(kernel)
-    if None in (x.shape[0], x.shape[1], x.shape[2], kernel.shape[3]):
-        chunks = [(0, tiles_h)]  # sizes unknown when traced: one chunk
-    else:
-        chunks = _tile_row_chunks(batch, tiles_h, tiles_w, int(kernel.shape[3]), x.dtype.size)
-    outputs = []
-    for first, end in chunks:
-        # Each chunk starts when the previous one is done, so that one chunk's transformed
-        # input and products are alive at a time.
-        with tf.control_dependencies(outputs[-1:]):
-            part = padded if len(chunks) == 1 else padded[:, 2 * first:2 * end + 2]
-            v = _input_transform(part)
-        m = tf.matmul(v, u)
-        outputs.append(_output_transform(m, bias, tf.stack([batch, end - first, tiles_w])))
-    y = outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=1)
-    if not (isinstance(height, int) and height % 2 == 0 and width % 2 == 0):
-        y = y[:, :height, :width]
+    tiling = _Tiling(x, kernel.shape[3], CHUNK_BYTES)
+    gradient_tiling = _Tiling(x, kernel.shape[3], GRADIENT_CHUNK_BYTES)
+    with_bias = bias is not None
+
+    @tf.custom_gradient
+    def conv(x, kernel, *bias):
+        b = bias[0] if with_bias else tf.zeros([tf.shape(kernel)[-1]], x.dtype)
+        y = _winograd_forward(x, kernel, b, tiling)
+
+        def grad(dy):
+            dx, dkernel = _winograd_backward(x, kernel, dy, gradient_tiling)
+            return [dx, dkernel] + ([tf.reduce_sum(dy, axis=[0, 1, 2])] if with_bias else [])
+
+        return y, grad
+
+    y = conv(x, kernel, *((bias,) if with_bias else ()))
     y.set_shape(x.shape[:3].concatenate(kernel.shape[3:]))
     return y
 

@@ -79,6 +79,15 @@ def test_small_maps_keep_the_convolution_gradient(monkeypatch):
     assert "Conv2DBackpropFilter" in types and "MatMul" not in types
 
 
+def test_gemm_filter_gradient_false_keeps_the_convolution_gradient():
+    layer = FeatureConv2D(4, (3, 3), padding="same", gemm_filter_gradient=False)
+    types = _gradient_op_types(layer, (2, 9, 7, 5))  # eligible, and MIN_GEMM_ROWS is 0 here
+    assert "Conv2DBackpropFilter" in types and "MatMul" not in types
+    clone = FeatureConv2D.from_config(layer.get_config())
+    assert clone.gemm_filter_gradient is False
+    assert FeatureConv2D.from_config(FeatureConv2D(4, 3).get_config()).gemm_filter_gradient
+
+
 def test_dynamic_shapes_choose_at_run_time(monkeypatch):
     monkeypatch.setattr(feature_conv, "MIN_GEMM_ROWS", 100)
     layer = FeatureConv2D(4, (3, 3), padding="same")

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import keras
+import tensorflow as tf
 
+from mrcnn.model.feature_conv import FeatureConv2D
 from mrcnn.model.heads import build_fpn_mask_graph, fpn_classifier_graph  # noqa: E402
 from mrcnn.model.layers import (  # noqa: E402
     BatchNorm,
@@ -17,6 +19,8 @@ from mrcnn.model.layers import (  # noqa: E402
     SqueezeRoiFeatures,
 )
 from mrcnn.model.rpn import build_rpn_model, rpn_graph  # noqa: E402
+from mrcnn.model import winograd as winograd_module  # noqa: E402
+from mrcnn.model.winograd import direct_convolutions  # noqa: E402
 
 NUM_CLASSES = 4
 CH = 8
@@ -166,6 +170,41 @@ def test_mrcnn_bbox_is_bbox_fc_grouped_per_class(heads_model):
     x = _rand(1, 2, 7, 7, CH, seed=5)
     fc, bbox = (np.asarray(t) for t in taps([x, _rand(1, 2, 14, 14, CH)]))
     np.testing.assert_array_equal(bbox, fc.reshape(1, 2, NUM_CLASSES, 4))
+
+
+def _mask_head_op_types(model, training, rois):
+    """Op types of the mask head's gradient with respect to ``mrcnn_mask_conv2``, ``rois``
+    per image (None: unknown when traced, as in the training model after the valid-ROI
+    gather)."""
+    x = tf.TensorSpec((1, rois, 7, 7, CH), tf.float32)
+    xm = tf.TensorSpec((1, rois, 14, 14, CH), tf.float32)
+
+    @tf.function
+    def gradients(x, xm):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model([x, xm], training=training)[3])
+        return tape.gradient(loss, model.get_layer("mrcnn_mask_conv2").kernel)
+
+    return {op.type for op in gradients.get_concrete_function(x, xm).graph.get_operations()}
+
+
+def test_mask_head_convolutions_are_winograd_where_shapes_allow(heads_model, monkeypatch):
+    convs = [heads_model.get_layer(f"mrcnn_mask_conv{i}") for i in range(1, 5)]
+    assert all(isinstance(c, FeatureConv2D) and not c.gemm_filter_gradient for c in convs)
+    x = _rand(2, 3, 7, 7, CH, seed=8)
+    xm = _rand(2, 3, 14, 14, CH, seed=9)
+    winograd = np.asarray(heads_model([x, xm], training=False)[3])
+    with direct_convolutions():
+        direct = np.asarray(heads_model([x, xm], training=False)[3])
+    np.testing.assert_allclose(winograd, direct, rtol=1e-4, atol=1e-5)
+    # conv2..4 take 256 channels: Winograd's products at inference, and in training over a
+    # ROI count known when traced (from MIN_TRAINING_PIXELS output pixels); over an unknown count the convolution trains with its own
+    # filter gradient (no products over shifted copies: gemm_filter_gradient=False).
+    assert "BatchMatMulV2" in _mask_head_op_types(heads_model, False, None)
+    monkeypatch.setattr(winograd_module, "MIN_TRAINING_PIXELS", 3 * 14 * 14)
+    assert "BatchMatMulV2" in _mask_head_op_types(heads_model, True, 3)
+    dynamic = _mask_head_op_types(heads_model, True, None)
+    assert "BatchMatMulV2" not in dynamic and "Conv2DBackpropFilter" in dynamic
 
 
 def test_heads_reject_bad_inputs():

@@ -30,13 +30,56 @@ def test_equals_the_convolution_and_the_numpy_reference(shape):
     np.testing.assert_allclose(winograd_conv2d_numpy(x, w, b), expected, rtol=1e-5, atol=2e-5)
 
 
+def _loss_gradients(conv, x, w, b):
+    """``[y, dx, dw, db]`` of ``sum(conv(x, w, b) * weights)``, weights all different."""
+    x, w, b = (tf.constant(t) for t in (x, w, b))
+    with tf.GradientTape() as tape:
+        tape.watch([x, w, b])
+        y = conv(x, w, b)
+        loss = tf.reduce_sum(y * tf.constant(_rand(*y.shape, seed=11)))
+    return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, [x, w, b])]
+
+
+def _direct(x, w, b):
+    return tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "SAME"), b)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gradients_equal_the_convolutions(shape):
+    args = _rand(*shape, seed=1), _rand(3, 3, shape[-1], 6, seed=2), _rand(6, seed=3)
+    for got, expected in zip(_loss_gradients(winograd_conv2d, *args),
+                             _loss_gradients(_direct, *args)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=5e-5)
+
+
+def test_gradients_without_bias_and_in_chunks(monkeypatch):
+    x, w = tf.constant(_rand(2, 11, 6, 3, seed=4)), tf.constant(_rand(3, 3, 3, 4, seed=5))
+
+    def gradients():
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            loss = tf.reduce_sum(tf.sin(winograd_conv2d(x, w)))
+        return [g.numpy() for g in tape.gradient(loss, [x, w])]
+
+    with tf.GradientTape() as tape:
+        tape.watch([x, w])
+        loss = tf.reduce_sum(tf.sin(tf.nn.conv2d(x, w, 1, "SAME")))
+    expected = [g.numpy() for g in tape.gradient(loss, [x, w])]
+    whole = gradients()
+    monkeypatch.setattr(winograd, "GRADIENT_CHUNK_BYTES", 1)  # six chunks, one tile row each
+    chunked = gradients()
+    for a, b, c in zip(whole, chunked, expected):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=5e-5)
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)  # dkernel: summed per chunk
+
+
 @pytest.mark.parametrize("shape", [(1, 9, 7, 3), (2, 16, 5, 4)])
 def test_chunks_of_tile_rows_give_the_same_output(monkeypatch, shape):
     x, w = tf.constant(_rand(*shape, seed=4)), tf.constant(_rand(3, 3, shape[-1], 5, seed=5))
     whole = winograd_conv2d(x, w).numpy()
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one tile row per chunk
-    assert len(winograd._tile_row_chunks(shape[0], (shape[1] + 1) // 2,
-                                         (shape[2] + 1) // 2, 5, 4)) == (shape[1] + 1) // 2
+    assert len(winograd._tile_row_chunks(shape[0], (shape[1] + 1) // 2, (shape[2] + 1) // 2,
+                                         5, 4, winograd.CHUNK_BYTES)) == (shape[1] + 1) // 2
     np.testing.assert_allclose(winograd_conv2d(x, w).numpy(), whole, rtol=1e-6, atol=1e-6)
 
 
@@ -47,10 +90,22 @@ def test_dynamic_shapes_and_bfloat16():
     def conv(x):
         return winograd_conv2d(x, w)
 
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 4), tf.float32)])
+    def input_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.sin(winograd_conv2d(x, w)))
+        return tape.gradient(loss, x)
+
     for shape in ((1, 9, 6, 4), (2, 4, 5, 4)):
         x = tf.constant(_rand(*shape, seed=7))
         np.testing.assert_allclose(conv(x).numpy(), tf.nn.conv2d(x, w, 1, "SAME").numpy(),
                                    rtol=1e-5, atol=2e-5)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.sin(tf.nn.conv2d(x, w, 1, "SAME")))
+        np.testing.assert_allclose(input_gradient(x).numpy(), tape.gradient(loss, x).numpy(),
+                                   rtol=1e-5, atol=5e-5)
     x16 = tf.cast(_rand(1, 6, 6, 4, seed=8), tf.bfloat16)
     y16 = winograd_conv2d(x16, tf.cast(w, tf.bfloat16))
     assert y16.dtype == tf.bfloat16
@@ -72,6 +127,17 @@ def test_which_convolutions_use_it():
     with direct_convolutions():
         assert not applies((1, 64, 64, 256))
     assert applies((1, 64, 64, 256))
+    # Training: over maps whose size is known when traced (the chunks bound the memory),
+    # from MIN_TRAINING_PIXELS output pixels.
+    train = dict(kernel_size=(3, 3), strides=(1, 1), padding="same", dilation_rate=(1, 1),
+                 groups=1, data_format="channels_last", training=True)
+    assert winograd_applies((2, 128, 128, 256), **train)  # P2 of 512 x 512 batch 2
+    assert not winograd_applies((None, 128, 128, 256), **train)
+    assert not winograd_applies((2, 128, 128, 128), **train)
+    small = (2, 64, 64, 256)  # P3: under MIN_TRAINING_PIXELS
+    assert 2 * 64 * 64 < winograd.MIN_TRAINING_PIXELS <= 2 * 128 * 128
+    assert not winograd_applies(small, **train)
+    assert winograd_applies(small, **{**train, "training": False})
 
 
 def _op_types(fn, shape):
@@ -93,13 +159,27 @@ def conv_pair():
     return shape, ours, plain
 
 
-def test_feature_conv_uses_it_at_inference_only(conv_pair):
+def _step_op_types(layer, shape):
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=True))
+        return tape.gradient(loss, [x, layer.kernel])
+    return _op_types(step, shape)
+
+
+def test_feature_conv_uses_it_with_its_gradient_in_training(conv_pair, monkeypatch):
     shape, ours, plain = conv_pair
+    monkeypatch.setattr(winograd, "MIN_TRAINING_PIXELS", 6 * 5)
     inference = _op_types(lambda x: ours(x, training=False), shape)
-    training = _op_types(lambda x: ours(x, training=True), shape)
     assert "BatchMatMulV2" in inference and "Conv2D" not in inference
-    assert "Conv2D" in training and "BatchMatMulV2" not in training
-    # Nested models pass the training flag down (the RPN is a model of its own).
+    step = _step_op_types(ours, shape)
+    assert "BatchMatMulV2" in step
+    assert not {"Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"} & step
+    # Maps below MIN_TRAINING_PIXELS train by the convolution; nested models pass the
+    # training flag down (the RPN is a model of its own).
+    monkeypatch.setattr(winograd, "MIN_TRAINING_PIXELS", 6 * 5 + 1)
+    assert "Conv2D" in _step_op_types(ours, shape)
     inputs = keras.Input(shape[1:])
     nested = keras.Model(inputs, ours(inputs))
     assert "BatchMatMulV2" not in _op_types(lambda x: nested(x, training=True), shape)
@@ -111,7 +191,7 @@ def test_feature_conv_outputs_and_gradients_equal_the_convolution(conv_pair):
     x = _rand(*shape, seed=12)
     np.testing.assert_allclose(ours(x, training=False).numpy(), plain(x).numpy(),
                                rtol=1e-4, atol=1e-4)
-    # outputs_and_gradients calls the layer without a training flag: the Winograd forward,
-    # with the convolution's own gradients.
+    # outputs_and_gradients calls the layer without a training flag: Winograd's forward pass
+    # and gradient (the same as in training over this static shape).
     for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(ours, x)):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
