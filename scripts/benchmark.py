@@ -48,6 +48,9 @@ def parse_args(argv=None):
                          "(mrcnn.model.row_bands.ROW_BANDS = False; for comparisons)")
     ap.add_argument("--no-winograd", action="store_true",
                     help="direct 3x3 convolutions only (mrcnn.model.winograd.WINOGRAD = False)")
+    ap.add_argument("--winograd-tile", type=int, default=0, choices=[0, 2, 4],
+                    help="Winograd output tile: 4 = F(4x4,3x3), 2 = F(2x2,3x3), 0 = the "
+                         "default (mrcnn.model.winograd.INFERENCE_OUTPUT_TILE)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json-out", default="", help="also write the JSON result here")
     return ap.parse_args(argv)
@@ -154,6 +157,8 @@ def main(argv=None):
 
     row_bands.ROW_BANDS = not args.no_row_bands
     winograd.WINOGRAD = not args.no_winograd
+    if args.winograd_tile:
+        winograd.INFERENCE_OUTPUT_TILE = args.winograd_tile
     config = make_config(args)
     t0 = time.perf_counter()
     model = MaskRCNN(mode="inference", config=config, model_dir="/tmp/mrcnn_benchmark_logs")
@@ -177,6 +182,7 @@ def main(argv=None):
         "detections_max": args.detections, "detections_produced": n_det,
         "min_confidence": args.min_confidence, "rpn_conv_channels": args.rpn_channels,
         "row_bands": row_bands.ROW_BANDS, "winograd": winograd.WINOGRAD,
+        "winograd_output_tile": winograd.INFERENCE_OUTPUT_TILE,
         "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
         "isa": isa, "cpu": cpu_summary(),
         "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),

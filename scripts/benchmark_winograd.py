@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""One 3 x 3 convolution of Mask R-CNN, direct against Winograd F(2 x 2, 3 x 3)
-(mrcnn/model/winograd.py): the forward pass alone (inference) and forward + gradients of the
-input, kernel and bias (training), on the shapes of the step's convolutions over 256 or more
-channels, with the largest relative difference of each result.
+"""One 3 x 3 convolution of Mask R-CNN, direct against Winograd's algorithm
+(mrcnn/model/winograd.py): the forward pass alone (inference; F(2 x 2, 3 x 3) and
+F(4 x 4, 3 x 3)) and forward + gradients of the input, kernel and bias (training;
+F(2 x 2, 3 x 3)), on the shapes of the convolutions over 256 or more channels, with the largest
+relative difference to the direct results of F(2 x 2, 3 x 3)'s training results and of
+F(4 x 4, 3 x 3)'s output.
 
 "Direct" is ``FeatureConv2D`` with Winograd off: the convolution (in row bands over a single
 image), its own input gradient, and the filter gradient as matrix products where those apply
@@ -54,8 +56,8 @@ def main(argv=None):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     print(f"oneDNN ISA {onednn_isa()}; {cpu_summary()}; {args.threads} threads")
-    print(f"{'shape':36s} {'GFLOP':>6s} {'fwd direct':>10s} {'Winograd':>8s} "
-          f"{'train direct':>12s} {'Winograd':>8s} {'rel diff':>8s}")
+    print(f"{'shape':36s} {'GFLOP':>6s} {'fwd direct':>10s} {'F(2,3)':>7s} {'F(4,3)':>7s} "
+          f"{'train direct':>12s} {'F(2,3)':>7s} {'diff F2':>8s} {'diff F4':>8s}")
     for what, shape, filters in SHAPES:
         layer = FeatureConv2D(filters, 3, padding="same")
         layer.build(shape)
@@ -72,22 +74,27 @@ def main(argv=None):
         def forward(x):
             return [layer(x, training=False)]
 
-        results = {}
-        for use_winograd in (False, True):
-            # Traced with the flag set: the choice is made when traced.
-            winograd.WINOGRAD = use_winograd
-            winograd.MIN_TRAINING_PIXELS = 0
+        def relative_difference(a, b):
+            return max(float(tf.reduce_max(tf.abs(p - q)) / tf.reduce_max(tf.abs(p)))
+                       for p, q in zip(a, b))
+
+        times, results = {}, {}
+        winograd.MIN_TRAINING_PIXELS = 0
+        for variant, use_winograd, tile in (("direct", False, 2), ("F2", True, 2),
+                                            ("F4", True, 4)):
+            # Traced with the flags set: the choice is made when traced.
+            winograd.WINOGRAD, winograd.INFERENCE_OUTPUT_TILE = use_winograd, tile
             fns = (tf.function(forward), tf.function(step))
-            for fn in fns:
-                fn.get_concrete_function(x)
-            results[use_winograd] = [_timed(fn, (x,), args.runs) for fn in fns], fns[1](x)
-        diff = max(float(tf.reduce_max(tf.abs(a - b)) / tf.reduce_max(tf.abs(a)))
-                   for a, b in zip(results[False][1], results[True][1]))
+            if variant == "F4":
+                fns = fns[:1]  # training is F(2 x 2, 3 x 3) whatever the inference tile
+            times[variant] = [_timed(fn, (x,), args.runs) for fn in fns]
+            results[variant] = [fn(x) for fn in fns]
         n, h, w, c = shape
         gflop = 2.0 * n * h * w * 9 * c * filters / 1e9
-        (fwd_d, train_d), (fwd_w, train_w) = results[False][0], results[True][0]
-        print(f"{what:36s} {gflop:6.1f} {fwd_d:10.3f} {fwd_w:8.3f} {train_d:12.3f} "
-              f"{train_w:8.3f} {diff:8.1e}", flush=True)
+        print(f"{what:36s} {gflop:6.1f} {times['direct'][0]:10.3f} {times['F2'][0]:7.3f} "
+              f"{times['F4'][0]:7.3f} {times['direct'][1]:12.3f} {times['F2'][1]:7.3f} "
+              f"{relative_difference(results['direct'][1], results['F2'][1]):8.1e} "
+              f"{relative_difference(results['direct'][0], results['F4'][0]):8.1e}", flush=True)
     return 0
 
 

@@ -34,8 +34,9 @@ AVX-512.
 import keras
 import tensorflow as tf
 
-from mrcnn.model.row_bands import row_band_conv2d, row_bands_apply
-from mrcnn.model.winograd import winograd_applies, winograd_conv2d
+from mrcnn.model.row_bands import (row_band_conv2d, row_bands_apply,
+                                   strided_1x1_row_band_conv2d)
+from mrcnn.model.winograd import output_tile, winograd_applies, winograd_conv2d
 
 __all__ = ["FeatureConv2D", "gemm_filter_gradient"]
 
@@ -146,6 +147,8 @@ class FeatureConv2D(keras.layers.Conv2D):
         """The direct convolution's output (+ ``bias``, may be None), in row bands where
         they apply to ``x``'s traced shape (module docstring)."""
         if row_bands_apply(*self._conv_args(x)):
+            if tuple(self.kernel_size) == (1, 1):
+                return strided_1x1_row_band_conv2d(x, kernel, self.strides, bias)
             return row_band_conv2d(x, kernel, bias)
         y = tf.nn.conv2d(x, kernel, [1, *self.strides, 1], self.padding.upper())
         return y if bias is None else tf.nn.bias_add(y, bias)
@@ -154,7 +157,8 @@ class FeatureConv2D(keras.layers.Conv2D):
         kernel = tf.cast(self.kernel, inputs.dtype)
         bias = tf.cast(self.bias, inputs.dtype) if self.use_bias else None
         if winograd_applies(*self._conv_args(inputs), training=training):
-            outputs = winograd_conv2d(inputs, kernel, bias)  # and Winograd's gradient
+            # F(4 x 4, 3 x 3) or F(2 x 2, 3 x 3) forward; the gradient is F(2 x 2, 3 x 3)'s.
+            outputs = winograd_conv2d(inputs, kernel, bias, output_tile=output_tile(training))
             return self.activation(outputs) if self.activation is not None else outputs
         if not self._gemm_gradient_applies():
             # Differentiated through whichever form _forward took.

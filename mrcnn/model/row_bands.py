@@ -17,11 +17,16 @@ pixel is computed twice; only the input is copied once, with ``2 * (kh // 2)`` h
 band. The results equal ``tf.nn.conv2d(..., padding="SAME")`` to float rounding (the kernels
 sum in another order).
 
+Strided 1 x 1 convolutions over one image (ResNet's ``res*a_branch1`` and ``branch2a``, stride
+2) are slow under the AVX2 cap too (``res4a_branch2a`` at 1024 x 1024: 48 GFLOP/s, 0.023 s):
+as two bands they need no halo and no copy, one reshape each way (0.007 s; natively the same
+time). Stride-1 1 x 1 convolutions gained nothing and stay as they are.
+
 ``scripts/benchmark.py`` measures it: ``--no-row-bands`` turns it off (:data:`ROW_BANDS`).
 """
 import tensorflow as tf
 
-__all__ = ["ROW_BANDS", "row_band_conv2d", "row_bands_apply"]
+__all__ = ["ROW_BANDS", "row_band_conv2d", "row_bands_apply", "strided_1x1_row_band_conv2d"]
 
 #: False: every convolution runs over the image as it is (read when a model is traced; for
 #: comparisons, e.g. ``scripts/benchmark.py --no-row-bands``).
@@ -40,21 +45,58 @@ def row_bands_apply(input_shape, kernel_size, strides, padding, dilation_rate, g
                     data_format):
     """Whether a convolution over ``input_shape`` (as known when traced) runs in row bands.
 
-    Only stride-1 "same" convolutions with odd kernels larger than 1 x 1, channels last, over
-    a batch known to be one image: for 1 x 1 convolutions and for batches of two or more,
-    oneDNN's fast kernels apply anyway.
+    Stride-1 "same" convolutions with odd kernels larger than 1 x 1, and 1 x 1 convolutions
+    with equal strides larger than 1 over a height (known when traced) that the bands divide into whole strides;
+    channels last, over a batch known to be one image: for stride-1 1 x 1 convolutions and for
+    batches of two or more, oneDNN's fast kernels apply anyway.
     """
     if not ROW_BANDS or data_format != "channels_last" or groups != 1:
         return False
-    if tuple(strides) != (1, 1) or tuple(dilation_rate) != (1, 1) or padding != "same":
+    if tuple(dilation_rate) != (1, 1) or len(input_shape) != 4 or input_shape[0] != 1:
+        return False
+    if tuple(kernel_size) == (1, 1) and tuple(strides) != (1, 1):
+        sh, sw = strides
+        height = input_shape[1]
+        # Equal strides only: oneDNN's filter gradient of a (2, 1)-strided 1 x 1 convolution
+        # failed now and then ("could not create a primitive descriptor for the reorder").
+        return (sh == sw and padding in ("same", "valid") and height is not None
+                and height % (BANDS * sh) == 0 and height >= MIN_ROWS)
+    if tuple(strides) != (1, 1) or padding != "same":
         return False
     kh, kw = kernel_size
     if kh % 2 == 0 or kw % 2 == 0 or (kh, kw) == (1, 1):
         return False
-    if len(input_shape) != 4 or input_shape[0] != 1:
-        return False
     height = input_shape[1]
     return height is None or height >= MIN_ROWS
+
+
+def strided_1x1_row_band_conv2d(x, kernel, strides, bias=None, bands=BANDS):
+    """``tf.nn.conv2d(x, kernel, strides, "VALID")`` (+ ``bias``) of a 1 x 1 kernel, over
+    ``bands`` row bands per image.
+
+    Args:
+        x: ``[N, H, W, C]`` with ``H`` a multiple of ``bands * strides[0]`` (static).
+        kernel: ``[1, 1, C, F]``.
+        strides: ``(sh, sw)``.
+        bias: optional ``[F]``.
+    Returns:
+        ``[N, H / sh, ceil(W / sw), F]`` in ``x``'s dtype (1 x 1: "same" and "valid" agree).
+    """
+    sh, sw = strides
+    height, width, channels = int(x.shape[1]), x.shape[2], x.shape[3]
+    dynamic = tf.shape(x)
+    batch = dynamic[0] if x.shape[0] is None else int(x.shape[0])
+    width = dynamic[2] if width is None else int(width)
+    # Each band starts on a row the stride samples (H / bands is a multiple of sh), so the
+    # bands' outputs are the image's output rows in order.
+    y = tf.nn.conv2d(tf.reshape(x, [batch * bands, height // bands, width, channels]),
+                     kernel, strides=[1, sh, sw, 1], padding="VALID")
+    if bias is not None:
+        y = tf.nn.bias_add(y, bias)
+    y = tf.reshape(y, [batch, height // sh, tf.shape(y)[2], int(kernel.shape[3])])
+    y.set_shape([x.shape[0], height // sh, None if x.shape[2] is None else -(-x.shape[2] // sw),
+                 kernel.shape[3]])
+    return y
 
 
 def row_band_conv2d(x, kernel, bias=None, bands=BANDS):

@@ -41,11 +41,13 @@ no faster.
 --no-winograd`` and ``scripts/benchmark_train.py --no-winograd`` turn it off.
 """
 import contextlib
+import functools
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["WINOGRAD", "MIN_CHANNELS", "MIN_TRAINING_PIXELS", "direct_convolutions", "winograd_applies",
+__all__ = ["WINOGRAD", "MIN_CHANNELS", "MIN_TRAINING_PIXELS", "INFERENCE_OUTPUT_TILE",
+           "direct_convolutions", "output_tile", "winograd_applies",
            "winograd_conv2d", "winograd_conv2d_numpy"]
 
 #: False: every convolution is direct (read when a model is traced; for comparisons, e.g.
@@ -61,10 +63,35 @@ MIN_CHANNELS = 256
 #: level at 512 x 512 batch 2 (32,768), not P3 there, nor any map at 128 x 128 batch 8.
 MIN_TRAINING_PIXELS = 16384
 
-# F(2 x 2, 3 x 3): input transform B^T, kernel transform G, output transform A^T.
-_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
-_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
-_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+#: Output tile side of the forward pass outside training: 4 is F(4 x 4, 3 x 3) (36 products
+#: per 4 x 4 outputs instead of 144, against F(2 x 2, 3 x 3)'s 16 per 2 x 2; less exact, see
+#: :func:`winograd_conv2d`); 2 is F(2 x 2, 3 x 3), which training always uses.
+INFERENCE_OUTPUT_TILE = 4
+
+
+class _Algorithm:
+    """F(m x m, 3 x 3): input transform ``B^T [m + 2, m + 2]``, kernel transform
+    ``G [m + 2, 3]``, output transform ``A^T [m, m + 2]`` (Lavin & Gray, section 4)."""
+
+    def __init__(self, bt, g, at):
+        self.bt, self.g, self.at = (np.array(t, np.float64) for t in (bt, g, at))
+        self.tile, self.step = self.bt.shape[0], self.at.shape[0]
+
+
+_ALGORITHMS = {
+    2: _Algorithm(bt=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+                  g=[[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+                  at=[[1, 1, 1, 0], [0, 1, -1, -1]]),
+    # Interpolation points 0, 1, -1, 2, -2 and infinity.
+    4: _Algorithm(bt=[[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                      [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+                  g=[[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                     [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+                  at=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                      [0, 1, -1, 8, -8, 1]]),
+}
+# The gradient's transforms (adjoints) are those of F(2 x 2, 3 x 3).
+_BT, _G, _AT = _ALGORITHMS[2].bt, _ALGORITHMS[2].g, _ALGORITHMS[2].at
 #: Largest products tensor (``16 x tiles x F``) of one chunk of a convolution, in bytes.
 CHUNK_BYTES = 64 * 2 ** 20
 #: The same for the gradient's chunks (``dM``, ``dV``), which hold about five such tensors
@@ -72,7 +99,7 @@ CHUNK_BYTES = 64 * 2 ** 20
 #: 512 x 512 batch 2 raised the peak RSS by 340 MiB, with 16 MiB by 140 MiB.
 GRADIENT_CHUNK_BYTES = 16 * 2 ** 20
 
-_TILE = 4   # input tile side
+_TILE = 4   # input tile side of F(2 x 2, 3 x 3)
 _STEP = 2   # output tile side
 
 
@@ -96,6 +123,12 @@ def winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, 
         return True
     pixels = input_shape[:3]
     return None not in pixels and int(np.prod(pixels)) >= MIN_TRAINING_PIXELS
+
+
+def output_tile(training):
+    """Output tile side of the Winograd form for a call with this ``training`` flag: 2 in
+    training (the gradient's algorithm), :data:`INFERENCE_OUTPUT_TILE` otherwise."""
+    return 2 if training else INFERENCE_OUTPUT_TILE
 
 
 @contextlib.contextmanager
@@ -122,44 +155,61 @@ def _combine(parts, coefficients):
     return total
 
 
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _kernel_transform(kernel):
-    """``[3, 3, C, F]`` -> ``U [16, C, F]``, ``U[4a + b] = (G g G^T)[a, b]``."""
-    rows = [_combine([kernel[i] for i in range(3)], _G[a]) for a in range(_TILE)]
-    taps = [_combine([row[j] for j in range(3)], _G[b]) for row in rows for b in range(_TILE)]
+def _per_tile_side(fn):
+    """``fn(*tensors, m)`` as one XLA-compiled function per output tile side ``m`` (a
+    keyword, 2 by default), so that calls with either m do not retrace each other's."""
+    compiled = {m: tf.function(functools.partial(fn, m=m), jit_compile=True, autograph=False,
+                               reduce_retracing=True) for m in _ALGORITHMS}
+
+    @functools.wraps(fn)
+    def call(*tensors, m=2):
+        return compiled[m](*tensors)
+    return call
+
+
+# The transforms below take the output tile side m (2 or 4); t = m + 2 is the input tile
+# side, and a tile's input block overlaps its neighbours' by two.
+@_per_tile_side
+def _kernel_transform(kernel, m):
+    """``[3, 3, C, F]`` -> ``U [t * t, C, F]``, ``U[t a + b] = (G g G^T)[a, b]``."""
+    g, t = _ALGORITHMS[m].g, _ALGORITHMS[m].tile
+    rows = [_combine([kernel[i] for i in range(3)], g[a]) for a in range(t)]
+    taps = [_combine([row[j] for j in range(3)], g[b]) for row in rows for b in range(t)]
     return tf.stack(taps)
 
 
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _input_transform(padded):
-    """``padded [N, 2 th + 2, 2 tw + 2, C]`` -> ``V [16, N * th * tw, C]``, ``V[4k + l, tile]
-    = (B^T d B)[k, l]`` of the tile's 4 x 4 input block (tile ``(i, j)``: padded rows
-    ``2i .. 2i + 3``, columns ``2j .. 2j + 3``)."""
+@_per_tile_side
+def _input_transform(padded, m):
+    """``padded [N, m th + 2, m tw + 2, C]`` -> ``V [t * t, N * th * tw, C]``, ``V[t k + l,
+    tile] = (B^T d B)[k, l]`` of the tile's t x t input block (tile ``(i, j)``: padded rows
+    ``m i .. m i + t - 1``, columns likewise)."""
+    bt, t = _ALGORITHMS[m].bt, _ALGORITHMS[m].tile
     shape = tf.shape(padded)
-    tiles_h, tiles_w = (shape[1] - 2) // 2, (shape[2] - 2) // 2
-    rows = [padded[:, j:j + 2 * tiles_h:_STEP] for j in range(_TILE)]
+    tiles_h, tiles_w = (shape[1] - 2) // m, (shape[2] - 2) // m
+    rows = [padded[:, j:j + m * tiles_h:m] for j in range(t)]
     out = []
-    for k in range(_TILE):
-        row = _combine(rows, _BT[k])
-        cols = [row[:, :, j:j + 2 * tiles_w:_STEP] for j in range(_TILE)]
-        out.extend(_combine(cols, _BT[l]) for l in range(_TILE))
-    return tf.reshape(tf.stack(out), [_TILE * _TILE, -1, shape[3]])
+    for k in range(t):
+        row = _combine(rows, bt[k])
+        cols = [row[:, :, j:j + m * tiles_w:m] for j in range(t)]
+        out.extend(_combine(cols, bt[l]) for l in range(t))
+    return tf.reshape(tf.stack(out), [t * t, -1, shape[3]])
 
 
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _output_transform(products, bias, tiles):
-    """``M [16, N * th * tw, F]`` (+ ``bias [F]``) -> ``[N, 2 th, 2 tw, F]``: each tile's
-    2 x 2 output block ``A^T m A``, the blocks put in place. ``tiles``: ``[N, th, tw]``."""
+@_per_tile_side
+def _output_transform(products, bias, tiles, m):
+    """``M [t * t, N * th * tw, F]`` (+ ``bias [F]``) -> ``[N, m th, m tw, F]``: each tile's
+    m x m output block ``A^T M A``, the blocks put in place. ``tiles``: ``[N, th, tw]``."""
+    at, t = _ALGORITHMS[m].at, _ALGORITHMS[m].tile
     batch, tiles_h, tiles_w = tiles[0], tiles[1], tiles[2]
     filters = tf.shape(products)[-1]
-    m = tf.reshape(products, [_TILE, _TILE, batch, tiles_h, tiles_w, filters])
-    rows = [_combine([m[k] for k in range(_TILE)], _AT[a]) for a in range(_STEP)]
+    p = tf.reshape(products, [t, t, batch, tiles_h, tiles_w, filters])
+    rows = [_combine([p[k] for k in range(t)], at[a]) for a in range(m)]
     blocks = []
-    for a in range(_STEP):
-        cols = [rows[a][l] for l in range(_TILE)]
-        blocks.append(tf.stack([_combine(cols, _AT[b]) for b in range(_STEP)], axis=3))
-    # [N, th, 2 (a), tw, 2 (b), F] -> [N, 2 th, 2 tw, F]
-    return tf.reshape(tf.stack(blocks, axis=2), [batch, 2 * tiles_h, 2 * tiles_w, filters]) + bias
+    for a in range(m):
+        cols = [rows[a][l] for l in range(t)]
+        blocks.append(tf.stack([_combine(cols, at[b]) for b in range(m)], axis=3))
+    # [N, th, m (a), tw, m (b), F] -> [N, m th, m tw, F]
+    return tf.reshape(tf.stack(blocks, axis=2), [batch, m * tiles_h, m * tiles_w, filters]) + bias
 
 
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
@@ -214,62 +264,65 @@ def _input_transform_adjoint(dv, tiles):
     return tf.reshape(grid, [batch, 2 * tiles_h + 2, 2 * tiles_w + 2, channels])
 
 
-def _tile_row_chunks(batch, tiles_h, tiles_w, filters, itemsize, chunk_bytes):
+def _tile_row_chunks(batch, tiles_h, tiles_w, filters, itemsize, chunk_bytes, m=2):
     """``[(first, end), ...]`` tile rows per chunk, so that each chunk's products ``M`` take
     at most ``chunk_bytes`` (all sizes known when traced)."""
-    per_row = _TILE * _TILE * batch * tiles_w * filters * itemsize
+    per_row = (m + 2) ** 2 * batch * tiles_w * filters * itemsize
     rows = max(1, chunk_bytes // per_row)
     return [(r, min(r + rows, tiles_h)) for r in range(0, tiles_h, rows)]
 
 
 class _Tiling:
-    """How :func:`winograd_conv2d` cuts ``x [N, H, W, C]`` for ``filters`` outputs: sizes
-    (Python ints where known when traced, else scalar tensors), tiles and chunks of at most
-    ``chunk_bytes`` products."""
+    """How :func:`winograd_conv2d` cuts ``x [N, H, W, C]`` for ``filters`` outputs into m x m
+    output tiles: sizes (Python ints where known when traced, else scalar tensors), tiles and
+    chunks of at most ``chunk_bytes`` products."""
 
-    def __init__(self, x, filters, chunk_bytes):
+    def __init__(self, x, filters, chunk_bytes, m=2):
+        self.m = m
         dynamic = tf.shape(x)
         self.batch, self.height, self.width = (
             dynamic[i] if x.shape[i] is None else int(x.shape[i]) for i in range(3))
-        self.tiles_h, self.tiles_w = (self.height + 1) // 2, (self.width + 1) // 2
+        self.tiles_h, self.tiles_w = (self.height + m - 1) // m, (self.width + m - 1) // m
         if None in (x.shape[0], x.shape[1], x.shape[2], filters):
             self.chunks = [(0, self.tiles_h)]  # sizes unknown when traced: one chunk
         else:
             # The larger of the products M (forward) and the gradient dV (backward).
             widest = max(int(filters), int(x.shape[3]))
             self.chunks = _tile_row_chunks(self.batch, self.tiles_h, self.tiles_w, widest,
-                                           x.dtype.size, chunk_bytes)
-        self.even = (isinstance(self.height, int) and isinstance(self.width, int)
-                     and self.height % 2 == 0 and self.width % 2 == 0)
+                                           x.dtype.size, chunk_bytes, m)
+        self.whole_tiles = (isinstance(self.height, int) and isinstance(self.width, int)
+                            and self.height % m == 0 and self.width % m == 0)
 
     def pad(self, x):
         """"same" padding (one zero row/column before), plus what completes the last tile:
-        ``[N, 2 th + 2, 2 tw + 2, C]``."""
-        return tf.pad(x, [[0, 0], [1, 2 * self.tiles_h + 1 - self.height],
-                          [1, 2 * self.tiles_w + 1 - self.width], [0, 0]])
+        ``[N, m th + 2, m tw + 2, C]``."""
+        m = self.m
+        return tf.pad(x, [[0, 0], [1, m * self.tiles_h + 1 - self.height],
+                          [1, m * self.tiles_w + 1 - self.width], [0, 0]])
 
     def rows(self, padded, first, end):
         """Padded input rows of tile rows ``first .. end - 1`` (two shared with each
         neighbouring chunk)."""
-        return padded if len(self.chunks) == 1 else padded[:, 2 * first:2 * end + 2]
+        m = self.m
+        return padded if len(self.chunks) == 1 else padded[:, m * first:m * end + 2]
 
     def tiles(self, first, end):
         return tf.stack([self.batch, end - first, self.tiles_w])
 
 
 def _winograd_forward(x, kernel, bias, tiling):
-    u = _kernel_transform(kernel)
+    m = tiling.m
+    u = _kernel_transform(kernel, m=m)
     padded = tiling.pad(x)
     outputs = []
     for first, end in tiling.chunks:
         # Each chunk starts when the previous one is done, so that one chunk's transformed
         # input and products are alive at a time.
         with tf.control_dependencies(outputs[-1:]):
-            v = _input_transform(tiling.rows(padded, first, end))
-        m = tf.matmul(v, u)
-        outputs.append(_output_transform(m, bias, tiling.tiles(first, end)))
+            v = _input_transform(tiling.rows(padded, first, end), m=m)
+        outputs.append(_output_transform(tf.matmul(v, u), bias, tiling.tiles(first, end), m=m))
     y = outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=1)
-    return y if tiling.even else y[:, :tiling.height, :tiling.width]
+    return y if tiling.whole_tiles else y[:, :tiling.height, :tiling.width]
 
 
 def _winograd_backward(x, kernel, dy, tiling):
@@ -283,7 +336,7 @@ def _winograd_backward(x, kernel, dy, tiling):
     with tf.control_dependencies([dy]):
         u = _kernel_transform(kernel)
         padded = tiling.pad(x)
-    if not tiling.even:
+    if not tiling.whole_tiles:
         dy = tf.pad(dy, [[0, 0], [0, 2 * tiling.tiles_h - tiling.height],
                          [0, 2 * tiling.tiles_w - tiling.width], [0, 0]])
     parts, du = [], None
@@ -306,12 +359,17 @@ def _winograd_backward(x, kernel, dy, tiling):
     return dx, _kernel_transform_adjoint(du)
 
 
-def winograd_conv2d(x, kernel, bias=None):
-    """``tf.nn.conv2d(x, kernel, 1, "SAME")`` (+ ``bias``) by F(2 x 2, 3 x 3), with a
-    gradient by the same algorithm.
+def winograd_conv2d(x, kernel, bias=None, output_tile=2):
+    """``tf.nn.conv2d(x, kernel, 1, "SAME")`` (+ ``bias``) by F(m x m, 3 x 3), m =
+    ``output_tile``, with a gradient by F(2 x 2, 3 x 3) whichever m ran forward.
 
-    The transformed input and the products are 4 times the input and the output: where the
-    shapes are known when traced, the image is done in chunks of tile rows, one after the
+    F(4 x 4, 3 x 3) does 36 products per 4 x 4 output pixels where F(2 x 2, 3 x 3) does 64,
+    but its transforms' coefficients (up to 8 and 1/24) cost precision: in float32 its
+    results differ from the direct convolution's by about 1e-5 of the output's range, against
+    1e-6 (tests/model/test_winograd.py); for inference only (:data:`INFERENCE_OUTPUT_TILE`).
+
+    The transformed input and the products are (m + 2)^2 / m^2 times the input and the output
+    (4 for m = 2, 2.25 for m = 4): where the shapes are known when traced, the image is done in chunks of tile rows, one after the
     other, each with products of at most :data:`CHUNK_BYTES` (in the gradient
     :data:`GRADIENT_CHUNK_BYTES`). The gradient keeps only ``x`` and ``kernel`` from the
     forward pass: ``dx`` and ``dkernel`` take 16 matrix products each, like the forward pass,
@@ -322,10 +380,13 @@ def winograd_conv2d(x, kernel, bias=None):
             dynamic, XLA compiles the transforms once per shape).
         kernel: ``[3, 3, C, F]`` in ``x``'s dtype.
         bias: optional ``[F]``.
+        output_tile: 2 or 4.
     Returns:
         ``[N, H, W, F]`` in ``x``'s dtype.
     """
-    tiling = _Tiling(x, kernel.shape[3], CHUNK_BYTES)
+    if output_tile not in _ALGORITHMS:
+        raise ValueError(f"output_tile must be one of {sorted(_ALGORITHMS)}, got {output_tile!r}")
+    tiling = _Tiling(x, kernel.shape[3], CHUNK_BYTES, output_tile)
     gradient_tiling = _Tiling(x, kernel.shape[3], GRADIENT_CHUNK_BYTES)
     with_bias = bias is not None
 
@@ -345,19 +406,22 @@ def winograd_conv2d(x, kernel, bias=None):
     return y
 
 
-def winograd_conv2d_numpy(x, kernel, bias=None):
+def winograd_conv2d_numpy(x, kernel, bias=None, output_tile=2):
     """NumPy reference of :func:`winograd_conv2d` (float64 arithmetic, tile by tile), for
     tests: ``x [N, H, W, C]``, ``kernel [3, 3, C, F]`` -> ``[N, H, W, F]``."""
+    algorithm, m = _ALGORITHMS[output_tile], output_tile
+    t = algorithm.tile
     n, h, w, _ = x.shape
-    th, tw = -(-h // 2), -(-w // 2)
-    xp = np.pad(x.astype(np.float64), [(0, 0), (1, 2 * th + 1 - h), (1, 2 * tw + 1 - w), (0, 0)])
-    u = np.einsum("ai,ijcf,bj->abcf", _G, kernel.astype(np.float64), _G)
-    y = np.zeros((n, 2 * th, 2 * tw, kernel.shape[-1]))
+    th, tw = -(-h // m), -(-w // m)
+    xp = np.pad(x.astype(np.float64), [(0, 0), (1, m * th + 1 - h), (1, m * tw + 1 - w), (0, 0)])
+    u = np.einsum("ai,ijcf,bj->abcf", algorithm.g, kernel.astype(np.float64), algorithm.g)
+    y = np.zeros((n, m * th, m * tw, kernel.shape[-1]))
     for i in range(th):
         for j in range(tw):
-            d = xp[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4]                 # [N, 4, 4, C]
-            v = np.einsum("ki,nijc,lj->nklc", _BT, d, _BT)
-            m = np.einsum("nklc,klcf->nklf", v, u)
-            y[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2] = np.einsum("ak,nklf,bl->nabf", _AT, m, _AT)
+            d = xp[:, m * i:m * i + t, m * j:m * j + t]                 # [N, t, t, C]
+            v = np.einsum("ki,nijc,lj->nklc", algorithm.bt, d, algorithm.bt)
+            p = np.einsum("nklc,klcf->nklf", v, u)
+            y[:, m * i:m * i + m, m * j:m * j + m] = np.einsum("ak,nklf,bl->nabf", algorithm.at,
+                                                               p, algorithm.at)
     y = y[:, :h, :w]
     return y + (0 if bias is None else bias)

@@ -58,6 +58,13 @@ def test_which_convolutions_run_in_bands(monkeypatch):
     assert not applies((None, 256, 256, 256))   # batch unknown when traced
     assert not applies((1, 256, 256, 256), kernel=(1, 1))
     assert not applies((1, 256, 256, 256), strides=(2, 2))
+    # Strided 1 x 1: over a known height that the bands divide into whole strides.
+    assert applies((1, 256, 256, 256), kernel=(1, 1), strides=(2, 2))
+    assert applies((1, 256, 255, 256), kernel=(1, 1), strides=(2, 2), padding="valid")
+    assert not applies((1, 254, 256, 256), kernel=(1, 1), strides=(2, 2))  # 127 rows a band
+    assert not applies((1, None, 256, 256), kernel=(1, 1), strides=(2, 2))
+    assert not applies((2, 256, 256, 256), kernel=(1, 1), strides=(2, 2))
+    assert not applies((1, 256, 256, 256), kernel=(1, 1), strides=(2, 1))
     assert not applies((1, 256, 256, 256), padding="valid")
     assert not applies((1, 256, 256, 256), dilation=(2, 2))
     assert not applies((1, row_bands.MIN_ROWS - 1, 64, 64))
@@ -90,6 +97,21 @@ def test_feature_conv_on_one_image_equals_the_convolution(monkeypatch, gemm_filt
     x = _rand(*shape, seed=8)
     for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(ours, x)):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, strides", [((1, 12, 9, 5), (2, 2)), ((1, 12, 7, 3), (3, 3))])
+def test_strided_1x1_on_one_image_equals_the_convolution(shape, strides):
+    plain = keras.layers.Conv2D(4, (1, 1), strides=strides, activation="relu")
+    ours = FeatureConv2D(4, (1, 1), strides=strides, activation="relu")
+    plain.build(shape)
+    ours.build(shape)
+    ours.set_weights([_rand(*w.shape, seed=9 + i) for i, w in enumerate(plain.get_weights())])
+    plain.set_weights(ours.get_weights())
+    assert _conv_batches(ours, shape) == [row_bands.BANDS]
+    x = _rand(*shape, seed=10)
+    for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(ours, x)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
 
 
 def test_feature_conv_keeps_the_plain_convolution_for_batches(monkeypatch):
