@@ -79,7 +79,7 @@ def main(argv=None):
                        for p, q in zip(a, b))
 
         times, results = {}, {}
-        winograd.MIN_TRAINING_PIXELS = 0
+        winograd.MIN_TRAINING_MAP = 0
         for variant, use_winograd, tile in (("direct", False, 2), ("F2", True, 2),
                                             ("F4", True, 4)):
             # Traced with the flags set: the choice is made when traced.

@@ -31,11 +31,11 @@ input gradient (``dV = dM U^T``, transformed back and overlap-added) and 16 for 
 (``dU = V^T dM``, with V recomputed from x). One 3 x 3 convolution forward and backward
 (``scripts/benchmark_winograd.py``, 2 threads, "Issue 9, sixth pass"): the RPN's on P2 at
 512 x 512 batch 2 took 0.79 against 1.36 s under the AVX2 cap, 0.71 against 1.13 s natively.
-In training it is used over maps of at least :data:`MIN_TRAINING_PIXELS` only: its
-transformed tensors raise the process's peak RSS (the allocator's pool grows with them)
-by about 200 MiB for the two P2 convolutions at 512 x 512 batch 2, and over all eligible
-maps by 350-480 MiB at 512 x 512 and 225-300 MiB at 128 x 128 batch 8, where the step got
-no faster.
+In training it is used over maps of at least :data:`MIN_TRAINING_MAP` pixels per image only:
+its transformed tensors raise the process's peak RSS (the allocator's pool grows with them),
+by about 200 MiB for the P2 and P3 convolutions at 512 x 512 batch 2 (-0.5 to -0.6 s per step
+under the AVX2 cap), and over all eligible maps also at 128 x 128 batch 8, by 225-300 MiB,
+where that step got no faster.
 
 :class:`mrcnn.model.feature_conv.FeatureConv2D` uses it; ``scripts/benchmark.py
 --no-winograd`` and ``scripts/benchmark_train.py --no-winograd`` turn it off.
@@ -46,7 +46,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["WINOGRAD", "MIN_CHANNELS", "MIN_TRAINING_PIXELS", "INFERENCE_OUTPUT_TILE",
+__all__ = ["WINOGRAD", "MIN_CHANNELS", "MIN_TRAINING_MAP", "INFERENCE_OUTPUT_TILE",
            "direct_convolutions", "output_tile", "winograd_applies",
            "winograd_conv2d", "winograd_conv2d_numpy"]
 
@@ -59,9 +59,9 @@ WINOGRAD = True
 #: were slower than the direct convolution).
 MIN_CHANNELS = 256
 
-#: Output pixels (N * H * W, known when traced) from which training uses it too: the P2
-#: level at 512 x 512 batch 2 (32,768), not P3 there, nor any map at 128 x 128 batch 8.
-MIN_TRAINING_PIXELS = 16384
+#: Pixels per image (H * W, known when traced, as the batch) from which training uses it too:
+#: P2 and P3 at 512 x 512 (128 x 128 and 64 x 64), no map at 128 x 128 (P2 is 32 x 32).
+MIN_TRAINING_MAP = 64 * 64
 
 #: Output tile side of the forward pass outside training: 4 is F(4 x 4, 3 x 3) (36 products
 #: per 4 x 4 outputs instead of 144, against F(2 x 2, 3 x 3)'s 16 per 2 x 2; less exact, see
@@ -108,8 +108,8 @@ def winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, 
     """Whether a convolution over ``input_shape`` (as known when traced) uses the Winograd
     form: stride-1 "same" 3 x 3 convolutions, channels last, with at least
     :data:`MIN_CHANNELS` input channels (known when traced); in training (a truthy
-    ``training``) only over maps of at least :data:`MIN_TRAINING_PIXELS` output pixels,
-    known when traced."""
+    ``training``) only over maps of at least :data:`MIN_TRAINING_MAP` pixels per image, with
+    the batch known when traced too."""
     if not WINOGRAD or data_format != "channels_last" or groups != 1:
         return False
     if tuple(kernel_size) != (3, 3) or tuple(strides) != (1, 1):
@@ -121,8 +121,8 @@ def winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, 
         return False
     if not training:
         return True
-    pixels = input_shape[:3]
-    return None not in pixels and int(np.prod(pixels)) >= MIN_TRAINING_PIXELS
+    batch, height, width = input_shape[:3]
+    return None not in (batch, height, width) and height * width >= MIN_TRAINING_MAP
 
 
 def output_tile(training):

@@ -128,14 +128,15 @@ def test_which_convolutions_use_it():
         assert not applies((1, 64, 64, 256))
     assert applies((1, 64, 64, 256))
     # Training: over maps whose size is known when traced (the chunks bound the memory),
-    # from MIN_TRAINING_PIXELS output pixels.
+    # from MIN_TRAINING_MAP pixels per image.
     train = dict(kernel_size=(3, 3), strides=(1, 1), padding="same", dilation_rate=(1, 1),
                  groups=1, data_format="channels_last", training=True)
     assert winograd_applies((2, 128, 128, 256), **train)  # P2 of 512 x 512 batch 2
     assert not winograd_applies((None, 128, 128, 256), **train)
     assert not winograd_applies((2, 128, 128, 128), **train)
-    small = (2, 64, 64, 256)  # P3: under MIN_TRAINING_PIXELS
-    assert 2 * 64 * 64 < winograd.MIN_TRAINING_PIXELS <= 2 * 128 * 128
+    assert winograd_applies((2, 64, 64, 256), **train)  # P3
+    small = (8, 32, 32, 256)  # P2 of 128 x 128 batch 8: under MIN_TRAINING_MAP
+    assert 32 * 32 < winograd.MIN_TRAINING_MAP <= 64 * 64
     assert not winograd_applies(small, **train)
     assert winograd_applies(small, **{**train, "training": False})
 
@@ -170,15 +171,15 @@ def _step_op_types(layer, shape):
 
 def test_feature_conv_uses_it_with_its_gradient_in_training(conv_pair, monkeypatch):
     shape, ours, plain = conv_pair
-    monkeypatch.setattr(winograd, "MIN_TRAINING_PIXELS", 6 * 5)
+    monkeypatch.setattr(winograd, "MIN_TRAINING_MAP", 6 * 5)
     inference = _op_types(lambda x: ours(x, training=False), shape)
     assert "BatchMatMulV2" in inference and "Conv2D" not in inference
     step = _step_op_types(ours, shape)
     assert "BatchMatMulV2" in step
     assert not {"Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"} & step
-    # Maps below MIN_TRAINING_PIXELS train by the convolution; nested models pass the
+    # Maps below MIN_TRAINING_MAP train by the convolution; nested models pass the
     # training flag down (the RPN is a model of its own).
-    monkeypatch.setattr(winograd, "MIN_TRAINING_PIXELS", 6 * 5 + 1)
+    monkeypatch.setattr(winograd, "MIN_TRAINING_MAP", 6 * 5 + 1)
     assert "Conv2D" in _step_op_types(ours, shape)
     inputs = keras.Input(shape[1:])
     nested = keras.Model(inputs, ours(inputs))
