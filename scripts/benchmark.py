@@ -22,7 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_info import cpu_summary, onednn_isa, pin_to  # noqa: E402
+from cpu_info import configure_threads, cpu_summary, onednn_isa, pin_to  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -54,14 +54,6 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json-out", default="", help="also write the JSON result here")
     return ap.parse_args(argv)
-
-
-def configure_threads(threads):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    return tf
 
 
 def synthetic_image(size, seed):

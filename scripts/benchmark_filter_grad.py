@@ -29,13 +29,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    from cpu_info import cpu_summary, onednn_isa
+    from cpu_info import configure_threads, cpu_summary, onednn_isa
+    tf = configure_threads(args.threads)
     from mrcnn.model.feature_conv import gemm_filter_gradient
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     print(f"oneDNN ISA {onednn_isa()}; {cpu_summary()}; {args.threads} threads")
     print(f"{'shape':40s} {'GFLOP':>6s} {'oneDNN s':>9s} {'GEMM s':>7s} {'rel diff':>9s}")
     for what, shape, filters, k, stride in SHAPES:

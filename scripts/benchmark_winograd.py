@@ -47,14 +47,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    from cpu_info import cpu_summary, onednn_isa
+    from cpu_info import configure_threads, cpu_summary, onednn_isa
+    tf = configure_threads(args.threads)
     from mrcnn.model import winograd
     from mrcnn.model.feature_conv import FeatureConv2D
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     print(f"oneDNN ISA {onednn_isa()}; {cpu_summary()}; {args.threads} threads")
     print(f"{'shape':36s} {'GFLOP':>6s} {'fwd direct':>10s} {'F(2,3)':>7s} {'F(4,3)':>7s} "
           f"{'train direct':>12s} {'F(2,3)':>7s} {'diff F2':>8s} {'diff F4':>8s}")

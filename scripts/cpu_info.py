@@ -54,6 +54,15 @@ def cpu_summary():
             f"cpus {','.join(map(str, cpus))}")
 
 
+def configure_threads(threads):
+    """Import TensorFlow (quiet) with ``threads`` intra- and inter-op threads; returns it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return tf
+
+
 def pin_to(cpu_list):
     """Pin this process (and the threads it starts later) to ``"0"`` or ``"0,1"`` style CPUs."""
     if cpu_list:

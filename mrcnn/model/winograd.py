@@ -1,4 +1,4 @@
-"""3 x 3 convolutions by Winograd's minimal filtering, F(2 x 2, 3 x 3).
+"""3 x 3 convolutions by Winograd's minimal filtering, F(2 x 2, 3 x 3) and F(4 x 4, 3 x 3).
 
 A stride-1 "same" 3 x 3 convolution computes every 2 x 2 block of output pixels from the 4 x 4
 block of input pixels around it. Winograd's algorithm (Lavin & Gray, "Fast Algorithms for
@@ -16,7 +16,8 @@ cost more than the products saved. The products run on oneDNN's matrix kernels.
 
 F(2 x 2, 3 x 3) is exact in real arithmetic; in float32 its results differ from the direct
 convolution's by about 1e-6 of the output's range, the size of the difference between two
-direct kernels (F(4 x 4, 3 x 3) would save more but loses 1.5e-5). oneDNN has Winograd kernels
+direct kernels. F(4 x 4, 3 x 3), used at inference, saves more (36 products per 4 x 4 output
+pixels against 64) and differs by 1.2-1.7e-5 of the range. oneDNN has Winograd kernels
 of its own only for AVX-512, and TensorFlow's convolutions did not use them (ONEDNN_VERBOSE).
 
 Measured (docs/benchmarks.md, "Issue 9, fifth pass"; one call per shape, 2 threads): on the
@@ -30,12 +31,14 @@ output gradient transformed like the products (``dM = A dy A^T``), then 16 produ
 input gradient (``dV = dM U^T``, transformed back and overlap-added) and 16 for the kernel's
 (``dU = V^T dM``, with V recomputed from x). One 3 x 3 convolution forward and backward
 (``scripts/benchmark_winograd.py``, 2 threads, "Issue 9, sixth pass"): the RPN's on P2 at
-512 x 512 batch 2 took 0.79 against 1.36 s under the AVX2 cap, 0.71 against 1.13 s natively.
+512 x 512 batch 2 took 0.81 against 1.30 s under the AVX2 cap, 0.71 against 1.13 s natively
+(Zen 4). At inference F(4 x 4, 3 x 3) (:data:`INFERENCE_OUTPUT_TILE`) cut that convolution's
+forward pass at 1024 x 1024 from 0.55 to 0.41 s (direct 0.81) under the AVX2 cap.
 In training it is used over maps of at least :data:`MIN_TRAINING_MAP` pixels per image only:
 its transformed tensors raise the process's peak RSS (the allocator's pool grows with them),
-by about 200 MiB for the P2 and P3 convolutions at 512 x 512 batch 2 (-0.5 to -0.6 s per step
-under the AVX2 cap), and over all eligible maps also at 128 x 128 batch 8, by 225-300 MiB,
-where that step got no faster.
+by about 200 MiB for the P2 and P3 convolutions at 512 x 512 batch 2 (whose step they made
+17-19 % faster, native and AVX2 cap), and over all eligible maps also at 128 x 128 batch 8,
+by 225-300 MiB, where that step got no faster.
 
 :class:`mrcnn.model.feature_conv.FeatureConv2D` uses it; ``scripts/benchmark.py
 --no-winograd`` and ``scripts/benchmark_train.py --no-winograd`` turn it off.

@@ -80,6 +80,17 @@ def _conv_batches(layer, shape):
     return [op.inputs[0].shape[0] for op in graph.get_operations() if op.type == "Conv2D"]
 
 
+def _same_weights(shape, kernel, **kwargs):
+    """A keras Conv2D and a FeatureConv2D of 4 filters built on ``shape``, same random weights."""
+    plain = keras.layers.Conv2D(4, kernel, **kwargs)
+    ours = FeatureConv2D(4, kernel, **kwargs)
+    plain.build(shape)
+    ours.build(shape)
+    ours.set_weights([_rand(*w.shape, seed=6 + i) for i, w in enumerate(plain.get_weights())])
+    plain.set_weights(ours.get_weights())
+    return plain, ours
+
+
 @pytest.mark.parametrize("gemm_filter_gradient", [True, False])
 def test_feature_conv_on_one_image_equals_the_convolution(monkeypatch, gemm_filter_gradient):
     """FeatureConv2D on a batch of one: bands in the forward pass, every gradient the
@@ -87,12 +98,7 @@ def test_feature_conv_on_one_image_equals_the_convolution(monkeypatch, gemm_filt
     monkeypatch.setattr(feature_conv, "GEMM_FILTER_GRADIENT", gemm_filter_gradient)
     monkeypatch.setattr(feature_conv, "MIN_GEMM_ROWS", 0)
     shape = (1, 11, 9, 5)
-    plain = keras.layers.Conv2D(4, (3, 3), padding="same", activation="relu")
-    ours = FeatureConv2D(4, (3, 3), padding="same", activation="relu")
-    plain.build(shape)
-    ours.build(shape)
-    ours.set_weights([_rand(*w.shape, seed=6 + i) for i, w in enumerate(plain.get_weights())])
-    plain.set_weights(ours.get_weights())
+    plain, ours = _same_weights(shape, (3, 3), padding="same", activation="relu")
     assert _conv_batches(ours, shape) == [row_bands.BANDS]
     x = _rand(*shape, seed=8)
     for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(ours, x)):
@@ -101,12 +107,7 @@ def test_feature_conv_on_one_image_equals_the_convolution(monkeypatch, gemm_filt
 
 @pytest.mark.parametrize("shape, strides", [((1, 12, 9, 5), (2, 2)), ((1, 12, 7, 3), (3, 3))])
 def test_strided_1x1_on_one_image_equals_the_convolution(shape, strides):
-    plain = keras.layers.Conv2D(4, (1, 1), strides=strides, activation="relu")
-    ours = FeatureConv2D(4, (1, 1), strides=strides, activation="relu")
-    plain.build(shape)
-    ours.build(shape)
-    ours.set_weights([_rand(*w.shape, seed=9 + i) for i, w in enumerate(plain.get_weights())])
-    plain.set_weights(ours.get_weights())
+    plain, ours = _same_weights(shape, (1, 1), strides=strides, activation="relu")
     assert _conv_batches(ours, shape) == [row_bands.BANDS]
     x = _rand(*shape, seed=10)
     for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(ours, x)):
