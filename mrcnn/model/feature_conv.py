@@ -135,9 +135,9 @@ class FeatureConv2D(keras.layers.Conv2D):
         return config
 
     def _gemm_gradient_applies(self):
-        return GEMM_FILTER_GRADIENT and self.gemm_filter_gradient and supports(self.kernel_size, self.strides, self.padding,
-                                                 self.dilation_rate, self.groups,
-                                                 self.data_format)
+        return GEMM_FILTER_GRADIENT and self.gemm_filter_gradient and supports(
+            self.kernel_size, self.strides, self.padding, self.dilation_rate, self.groups,
+            self.data_format)
 
     def _conv_args(self, x):
         return (tuple(x.shape), self.kernel_size, self.strides, self.padding,

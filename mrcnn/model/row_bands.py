@@ -46,9 +46,9 @@ def row_bands_apply(input_shape, kernel_size, strides, padding, dilation_rate, g
     """Whether a convolution over ``input_shape`` (as known when traced) runs in row bands.
 
     Stride-1 "same" convolutions with odd kernels larger than 1 x 1, and 1 x 1 convolutions
-    with equal strides larger than 1 over a height (known when traced) that the bands divide into whole strides;
-    channels last, over a batch known to be one image: for stride-1 1 x 1 convolutions and for
-    batches of two or more, oneDNN's fast kernels apply anyway.
+    with equal strides larger than 1 over a height (known when traced) that the bands divide
+    into whole strides; channels last, over a batch known to be one image: for stride-1 1 x 1
+    convolutions and for batches of two or more, oneDNN's fast kernels apply anyway.
     """
     if not ROW_BANDS or data_format != "channels_last" or groups != 1:
         return False

@@ -372,8 +372,9 @@ def winograd_conv2d(x, kernel, bias=None, output_tile=2):
     1e-6 (tests/model/test_winograd.py); for inference only (:data:`INFERENCE_OUTPUT_TILE`).
 
     The transformed input and the products are (m + 2)^2 / m^2 times the input and the output
-    (4 for m = 2, 2.25 for m = 4): where the shapes are known when traced, the image is done in chunks of tile rows, one after the
-    other, each with products of at most :data:`CHUNK_BYTES` (in the gradient
+    (4 for m = 2, 2.25 for m = 4): where the shapes are known when traced, the image is done
+    in chunks of tile rows, one after the other, each with products of at most
+    :data:`CHUNK_BYTES` (in the gradient
     :data:`GRADIENT_CHUNK_BYTES`). The gradient keeps only ``x`` and ``kernel`` from the
     forward pass: ``dx`` and ``dkernel`` take 16 matrix products each, like the forward pass,
     over the transformed output gradient and the input transformed again.

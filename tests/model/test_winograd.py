@@ -19,15 +19,42 @@ def _rand(*shape, seed=0):
 SHAPES = [(1, 8, 6, 3), (1, 9, 7, 3), (2, 5, 11, 4), (1, 1, 1, 2), (3, 2, 3, 5)]
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-def test_equals_the_convolution_and_the_numpy_reference(shape):
+@pytest.mark.parametrize("output_tile, tolerance", [(2, 2e-5), (4, 1e-4)])
+@pytest.mark.parametrize("shape", SHAPES + [(1, 13, 10, 3), (2, 4, 4, 2)])
+def test_equals_the_convolution_and_the_numpy_reference(shape, output_tile, tolerance):
     x, w, b = _rand(*shape, seed=1), _rand(3, 3, shape[-1], 6, seed=2), _rand(6, seed=3)
     expected = tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "SAME"), b).numpy()
-    got = winograd_conv2d(tf.constant(x), tf.constant(w), tf.constant(b))
+    got = winograd_conv2d(tf.constant(x), tf.constant(w), tf.constant(b), output_tile)
     assert got.shape == expected.shape and got.dtype == tf.float32
-    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=tolerance, atol=tolerance)
     # The float64 tile-by-tile reference is the algorithm itself, written out.
-    np.testing.assert_allclose(winograd_conv2d_numpy(x, w, b), expected, rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(winograd_conv2d_numpy(x, w, b, output_tile), expected,
+                               rtol=1e-5, atol=2e-5)
+
+
+def test_f4x4_on_a_wide_map_and_its_gradient(monkeypatch):
+    """F(4 x 4, 3 x 3) over 256 channels, in chunks: about 1e-5 of the range from the direct
+    convolution; its gradient (F(2 x 2, 3 x 3)'s) equals the convolution's."""
+    x = tf.constant(_rand(1, 20, 18, 256, seed=12))
+    w = tf.constant(_rand(3, 3, 256, 8, seed=13) * 0.05)
+    expected = tf.nn.conv2d(x, w, 1, "SAME").numpy()
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one tile row per chunk
+    # A loss linear in y, so that the gradients do not depend on the forward pass's rounding.
+    weights = tf.constant(_rand(1, 20, 18, 8, seed=14))
+    with tf.GradientTape() as tape:
+        tape.watch([x, w])
+        y = winograd_conv2d(x, w, output_tile=4)
+        loss = tf.reduce_sum(y * weights)
+    dx, dw = tape.gradient(loss, [x, w])
+    scale = np.abs(expected).max()
+    assert np.abs(y.numpy() - expected).max() < 5e-5 * scale
+    with tf.GradientTape() as tape:
+        tape.watch([x, w])
+        loss = tf.reduce_sum(tf.nn.conv2d(x, w, 1, "SAME") * weights)
+    for got, want in zip((dx, dw), tape.gradient(loss, [x, w])):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="output_tile"):
+        winograd_conv2d(x, w, output_tile=3)
 
 
 def _loss_gradients(conv, x, w, b):
