@@ -159,11 +159,16 @@ class FeatureConv2D(keras.layers.Conv2D):
         if winograd_applies(*self._conv_args(inputs), training=training):
             # F(4 x 4, 3 x 3) or F(2 x 2, 3 x 3) forward; the gradient is F(2 x 2, 3 x 3)'s.
             outputs = winograd_conv2d(inputs, kernel, bias, output_tile=output_tile(training))
-            return self.activation(outputs) if self.activation is not None else outputs
-        if not self._gemm_gradient_applies():
+        elif self._gemm_gradient_applies():
+            outputs = self._with_gemm_filter_gradient(inputs, kernel, bias)
+        else:
             # Differentiated through whichever form _forward took.
             outputs = self._forward(inputs, kernel, bias)
-            return self.activation(outputs) if self.activation is not None else outputs
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def _with_gemm_filter_gradient(self, inputs, kernel, bias):
+        """:meth:`_forward`, with the convolution's input gradient and
+        :func:`gemm_filter_gradient` (or the convolution's below ``MIN_GEMM_ROWS``)."""
         strides = [1, *self.strides, 1]
         padding = self.padding.upper()
         kernel_size = tuple(self.kernel_size)
@@ -202,5 +207,4 @@ class FeatureConv2D(keras.layers.Conv2D):
 
             return y, grad
 
-        outputs = conv_bias(inputs, kernel, *((bias,) if use_bias else ()))
-        return self.activation(outputs) if self.activation is not None else outputs
+        return conv_bias(inputs, kernel, *((bias,) if use_bias else ()))

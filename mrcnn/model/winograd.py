@@ -78,7 +78,7 @@ class _Algorithm:
 
     def __init__(self, bt, g, at):
         self.bt, self.g, self.at = (np.array(t, np.float64) for t in (bt, g, at))
-        self.tile, self.step = self.bt.shape[0], self.at.shape[0]
+        self.tile = self.bt.shape[0]
 
 
 _ALGORITHMS = {
@@ -391,7 +391,6 @@ def winograd_conv2d(x, kernel, bias=None, output_tile=2):
     if output_tile not in _ALGORITHMS:
         raise ValueError(f"output_tile must be one of {sorted(_ALGORITHMS)}, got {output_tile!r}")
     tiling = _Tiling(x, kernel.shape[3], CHUNK_BYTES, output_tile)
-    gradient_tiling = _Tiling(x, kernel.shape[3], GRADIENT_CHUNK_BYTES)
     with_bias = bias is not None
 
     @tf.custom_gradient
@@ -400,6 +399,7 @@ def winograd_conv2d(x, kernel, bias=None, output_tile=2):
         y = _winograd_forward(x, kernel, b, tiling)
 
         def grad(dy):
+            gradient_tiling = _Tiling(x, kernel.shape[3], GRADIENT_CHUNK_BYTES)  # m = 2
             dx, dkernel = _winograd_backward(x, kernel, dy, gradient_tiling)
             return [dx, dkernel] + ([tf.reduce_sum(dy, axis=[0, 1, 2])] if with_bias else [])
 
