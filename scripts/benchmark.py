@@ -48,6 +48,9 @@ def parse_args(argv=None):
                          "(mrcnn.model.row_bands.ROW_BANDS = False; for comparisons)")
     ap.add_argument("--no-winograd", action="store_true",
                     help="direct 3x3 convolutions only (mrcnn.model.winograd.WINOGRAD = False)")
+    ap.add_argument("--fold-bn", action="store_true",
+                    help="BatchNorm folded into the convolution before it where it uses its "
+                         "moving statistics (mrcnn.model.folded_norm.FOLD_BATCH_NORM = True)")
     ap.add_argument("--winograd-tile", type=int, default=0, choices=[0, 2, 4],
                     help="Winograd output tile: 4 = F(4x4,3x3), 2 = F(2x2,3x3), 0 = the "
                          "default (mrcnn.model.winograd.INFERENCE_OUTPUT_TILE)")
@@ -144,11 +147,12 @@ def main(argv=None):
     isa = onednn_isa()
     tf = configure_threads(args.threads)
     import numpy as np
-    from mrcnn.model import row_bands, winograd
+    from mrcnn.model import folded_norm, row_bands, winograd
     from mrcnn.model.maskrcnn import MaskRCNN
 
     row_bands.ROW_BANDS = not args.no_row_bands
     winograd.WINOGRAD = not args.no_winograd
+    folded_norm.FOLD_BATCH_NORM = args.fold_bn
     if args.winograd_tile:
         winograd.INFERENCE_OUTPUT_TILE = args.winograd_tile
     config = make_config(args)
@@ -174,6 +178,7 @@ def main(argv=None):
         "detections_max": args.detections, "detections_produced": n_det,
         "min_confidence": args.min_confidence, "rpn_conv_channels": args.rpn_channels,
         "row_bands": row_bands.ROW_BANDS, "winograd": winograd.WINOGRAD,
+        "fold_bn": folded_norm.FOLD_BATCH_NORM,
         "winograd_output_tile": winograd.INFERENCE_OUTPUT_TILE,
         "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
         "isa": isa, "cpu": cpu_summary(),

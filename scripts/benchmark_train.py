@@ -64,6 +64,9 @@ def parse_args(argv=None):
                     help="convolutions' own filter gradients (mrcnn.model.feature_conv off)")
     ap.add_argument("--no-winograd", action="store_true",
                     help="direct 3x3 convolutions only (mrcnn.model.winograd.WINOGRAD = False)")
+    ap.add_argument("--fold-bn", action="store_true",
+                    help="BatchNorm folded into the convolution before it where it uses its "
+                         "moving statistics (mrcnn.model.folded_norm.FOLD_BATCH_NORM = True)")
     ap.add_argument("--frozen-bn", action="store_true",
                     help="the peer's train_*_frozenbn: TRAIN_BN = False, TRAIN_BN_AFFINE = False "
                          "(FrozenBatchNorm2d) and layers '3+' (conv1 and stage 2 frozen, "
@@ -165,13 +168,14 @@ def run_child(name, args):
     import numpy as np
     from mrcnn.data.pipeline import (make_training_dataset, measure_pipeline_throughput,
                                      pyramid_anchors_for_config)
-    from mrcnn.model import feature_conv, winograd
+    from mrcnn.model import feature_conv, folded_norm, winograd
     from mrcnn.model.maskrcnn import MaskRCNN
     from mrcnn.model.optimizer import classic_sgd
     from mrcnn.model.training import LAYER_PRESETS
 
     feature_conv.GEMM_FILTER_GRADIENT = not args.no_gemm_filter_grad
     winograd.WINOGRAD = not args.no_winograd
+    folded_norm.FOLD_BATCH_NORM = args.fold_bn
     # Where the memory goes: (current, peak) RSS after each stage.
     memory = {"tensorflow imported": _rss_mib()}
     size, batch = parse_config_name(name)
@@ -226,7 +230,7 @@ def run_child(name, args):
         "params": km.count_params(), "rss_stages_mib": memory,
         "rpn_conv_channels": config.RPN_CONV_CHANNELS, "frozen_bn": bool(args.frozen_bn),
         "gemm_filter_gradient": feature_conv.GEMM_FILTER_GRADIENT,
-        "winograd": winograd.WINOGRAD,
+        "winograd": winograd.WINOGRAD, "fold_bn": folded_norm.FOLD_BATCH_NORM,
         "env": {k: os.environ[k] for k in os.environ
                 if k.startswith(("MALLOC_", "ONEDNN_", "TF_", "OMP_"))},
     }
@@ -251,6 +255,7 @@ def main(argv=None):
         cmd += ["--frozen-bn"] if args.frozen_bn else []
         cmd += ["--no-gemm-filter-grad"] if args.no_gemm_filter_grad else []
         cmd += ["--no-winograd"] if args.no_winograd else []
+        cmd += ["--fold-bn"] if args.fold_bn else []
         out = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
         if out.returncode or not lines:

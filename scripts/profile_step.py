@@ -39,6 +39,9 @@ def parse_args(argv=None):
     ap.add_argument("--summarize", default="", help="only summarize this *.xplane.pb trace")
     ap.add_argument("--no-winograd", action="store_true",
                     help="direct 3x3 convolutions only (mrcnn.model.winograd.WINOGRAD = False)")
+    ap.add_argument("--fold-bn", action="store_true",
+                    help="BatchNorm folded into the convolution before it where it uses its "
+                         "moving statistics (mrcnn.model.folded_norm.FOLD_BATCH_NORM = True)")
     ap.add_argument("--memory", action="store_true",
                     help="also list the tensors live at the step's memory peak (runs on "
                          "TensorFlow's BFC allocator without oneDNN: see memory_at_peak)")
@@ -163,8 +166,9 @@ def main(argv=None):
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     logdir = tempfile.mkdtemp(prefix="mrcnn_profile_")
-    from mrcnn.model import winograd
+    from mrcnn.model import folded_norm, winograd
     winograd.WINOGRAD = not args.no_winograd
+    folded_norm.FOLD_BATCH_NORM = args.fold_bn
 
     if args.mode == "train":
         import keras

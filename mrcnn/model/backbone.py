@@ -9,6 +9,7 @@ carry biases. Stage 4 identity blocks are lettered ``b, c, ...`` (``b..f`` for R
 from keras import layers
 
 from mrcnn.model.feature_conv import FeatureConv2D
+from mrcnn.model.folded_norm import conv_then_norm
 from mrcnn.model.layers import BN_MOMENTUM, BatchNorm
 
 __all__ = ["ARCHITECTURES", "resnet_graph", "build_backbone", "identity_block", "conv_block"]
@@ -18,6 +19,15 @@ ARCHITECTURES = {
     "resnet50": (2, 3, 5, 2),
     "resnet101": (2, 3, 22, 2),
 }
+
+
+def _conv_bn(x, filters, kernel_size, conv_name, bn_name, train_bn, bn_momentum, **conv_args):
+    """``BatchNorm(FeatureConv2D(x))``, the two linked so that the BatchNorm can be folded into
+    the convolution where it uses its moving statistics (:mod:`mrcnn.model.folded_norm`, off
+    by default)."""
+    return conv_then_norm(
+        x, FeatureConv2D(filters, kernel_size, name=conv_name, **conv_args),
+        BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name))
 
 
 def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=True, train_bn=None,
@@ -35,17 +45,14 @@ def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=Tr
         ``[B, H, W, f3]``.
     """
     f1, f2, f3 = filters
-    conv_name = f"res{stage}{block}_branch"
-    bn_name = f"bn{stage}{block}_branch"
-    x = FeatureConv2D(f1, (1, 1), name=conv_name + "2a", use_bias=use_bias)(input_tensor)
-    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2a")(x)
+    conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
+    norm = dict(train_bn=train_bn, bn_momentum=bn_momentum, use_bias=use_bias)
+    x = _conv_bn(input_tensor, f1, (1, 1), conv + "2a", bn + "2a", **norm)
     x = layers.Activation("relu")(x)
-    x = FeatureConv2D(f2, (kernel_size, kernel_size), padding="same",
-                      name=conv_name + "2b", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2b")(x)
+    x = _conv_bn(x, f2, (kernel_size, kernel_size), conv + "2b", bn + "2b", padding="same",
+                 **norm)
     x = layers.Activation("relu")(x)
-    x = FeatureConv2D(f3, (1, 1), name=conv_name + "2c", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2c")(x)
+    x = _conv_bn(x, f3, (1, 1), conv + "2c", bn + "2c", **norm)
     x = layers.Add()([x, input_tensor])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
 
@@ -62,21 +69,15 @@ def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2),
         ``[B, ceil(H / s), ceil(W / s), f3]``.
     """
     f1, f2, f3 = filters
-    conv_name = f"res{stage}{block}_branch"
-    bn_name = f"bn{stage}{block}_branch"
-    x = FeatureConv2D(f1, (1, 1), strides=strides, name=conv_name + "2a",
-                      use_bias=use_bias)(input_tensor)
-    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2a")(x)
+    conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
+    norm = dict(train_bn=train_bn, bn_momentum=bn_momentum, use_bias=use_bias)
+    x = _conv_bn(input_tensor, f1, (1, 1), conv + "2a", bn + "2a", strides=strides, **norm)
     x = layers.Activation("relu")(x)
-    x = FeatureConv2D(f2, (kernel_size, kernel_size), padding="same",
-                      name=conv_name + "2b", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2b")(x)
+    x = _conv_bn(x, f2, (kernel_size, kernel_size), conv + "2b", bn + "2b", padding="same",
+                 **norm)
     x = layers.Activation("relu")(x)
-    x = FeatureConv2D(f3, (1, 1), name=conv_name + "2c", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "2c")(x)
-    shortcut = FeatureConv2D(f3, (1, 1), strides=strides, name=conv_name + "1",
-                             use_bias=use_bias)(input_tensor)
-    shortcut = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=bn_name + "1")(shortcut)
+    x = _conv_bn(x, f3, (1, 1), conv + "2c", bn + "2c", **norm)
+    shortcut = _conv_bn(input_tensor, f3, (1, 1), conv + "1", bn + "1", strides=strides, **norm)
     x = layers.Add()([x, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
 
@@ -106,8 +107,8 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=None, bn_momen
 
     # Stage 1
     x = layers.ZeroPadding2D((3, 3))(input_image)
-    x = FeatureConv2D(64, (7, 7), strides=(2, 2), name="conv1", use_bias=True)(x)
-    x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name="bn_conv1")(x)
+    x = _conv_bn(x, 64, (7, 7), "conv1", "bn_conv1", train_bn, bn_momentum, strides=(2, 2),
+                 use_bias=True)
     x = layers.Activation("relu")(x)
     c1 = x = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
 

@@ -34,6 +34,7 @@ AVX-512.
 import keras
 import tensorflow as tf
 
+from mrcnn.model.folded_norm import fold_kernel_and_bias, folded_norm
 from mrcnn.model.row_bands import (row_band_conv2d, row_bands_apply,
                                    strided_1x1_row_band_conv2d)
 from mrcnn.model.winograd import output_tile, winograd_applies, winograd_conv2d
@@ -151,11 +152,24 @@ class FeatureConv2D(keras.layers.Conv2D):
                 return strided_1x1_row_band_conv2d(x, kernel, self.strides, bias)
             return row_band_conv2d(x, kernel, bias)
         y = tf.nn.conv2d(x, kernel, [1, *self.strides, 1], self.padding.upper())
-        return y if bias is None else tf.nn.bias_add(y, bias)
+        # The bias as an AddV2, not a BiasAdd: Grappler fuses Conv2D + BiasAdd + Add (a
+        # residual or FPN sum that follows) into one oneDNN convolution with a "sum" post-op,
+        # which oneDNN's gemm convolution (batch-1 1 x 1 convolutions under the AVX2 cap) ran
+        # 2-4x slower than the convolution and the sum apart: 1 x [256, 256, 64] -> 256 plus a
+        # computed addend, 2 threads, Emerald Rapids, ONEDNN_MAX_CPU_ISA=AVX2: 111 ms against
+        # 50 (natively 32 against 37). In a whole detection the difference was within the
+        # noise on that host (docs/benchmarks.md, "Issue 9, seventh pass"). Conv2D + AddV2
+        # + Relu still fuses as bias and ReLU (same time as BiasAdd).
+        return y if bias is None else y + bias
 
     def call(self, inputs, training=None):
-        kernel = tf.cast(self.kernel, inputs.dtype)
-        bias = tf.cast(self.bias, inputs.dtype) if self.use_bias else None
+        kernel, bias = self.kernel, self.bias if self.use_bias else None
+        norm = folded_norm(self, training)
+        if norm is not None:
+            # The BatchNorm layer after this one, folded in (mrcnn/model/folded_norm.py).
+            kernel, bias = fold_kernel_and_bias(kernel, bias, norm)
+        kernel = tf.cast(kernel, inputs.dtype)
+        bias = tf.cast(bias, inputs.dtype) if bias is not None else None
         if winograd_applies(*self._conv_args(inputs), training=training):
             # F(4 x 4, 3 x 3) or F(2 x 2, 3 x 3) forward; the gradient is F(2 x 2, 3 x 3)'s.
             outputs = winograd_conv2d(inputs, kernel, bias, output_tile=output_tile(training))
@@ -172,7 +186,7 @@ class FeatureConv2D(keras.layers.Conv2D):
         strides = [1, *self.strides, 1]
         padding = self.padding.upper()
         kernel_size = tuple(self.kernel_size)
-        use_bias = self.use_bias
+        use_bias = bias is not None
 
         @tf.custom_gradient
         def conv_bias(x, kernel, *bias):

@@ -13,6 +13,7 @@ name and shape for shape. The layers whose outputs users look up by name (``mrcn
 from keras import layers
 
 from mrcnn.model.feature_conv import FeatureConv2D
+from mrcnn.model.folded_norm import conv_then_norm
 from mrcnn.model.layers import (
     BN_MOMENTUM,
     BatchNorm,
@@ -122,9 +123,12 @@ def build_fpn_mask_graph(pooled, num_classes, train_bn=None, bn_momentum=BN_MOME
         # Winograd's algorithm at inference (0.6-0.8 of the direct convolution's time); in
         # training (valid ROIs: a count unknown when traced) the convolution with its own
         # filter gradient. See FeatureConv2D.
-        x = FeatureConv2D(256, (3, 3), padding="same", gemm_filter_gradient=False,
-                          name=f"mrcnn_mask_conv{i}")(x)
-        x = BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=f"mrcnn_mask_bn{i}")(x)
+        # Linked, so that the BatchNorm can be folded into the convolution where it uses its
+        # moving statistics (mrcnn/model/folded_norm.py, off by default).
+        x = conv_then_norm(
+            x, FeatureConv2D(256, (3, 3), padding="same", gemm_filter_gradient=False,
+                             name=f"mrcnn_mask_conv{i}"),
+            BatchNorm(train_bn=train_bn, momentum=bn_momentum, name=f"mrcnn_mask_bn{i}"))
         x = layers.Activation("relu", name=f"mrcnn_mask_relu{i}")(x)
     x = layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu",
                                name="mrcnn_mask_deconv")(x)

@@ -19,6 +19,8 @@ tensors at run time (``tf.shape``), so one model serves any ``B`` and ``R``.
 import keras
 import tensorflow as tf
 
+from mrcnn.model import folded_norm
+
 __all__ = [
     "BN_MOMENTUM",
     "BatchNorm",
@@ -66,6 +68,11 @@ class BatchNorm(keras.layers.BatchNormalization):
         **kwargs: any other ``keras.layers.BatchNormalization`` argument (``name``, ``axis``...).
 
     Note: in Keras 3 a BN layer with ``trainable=False`` also runs in inference mode.
+
+    Linked to the convolution before it (:func:`mrcnn.model.folded_norm.link`, done by the
+    model builder) and with ``folded_norm.FOLD_BATCH_NORM`` on (off by default), the layer is
+    folded into that convolution wherever it uses its moving statistics, and then passes its
+    input through.
     """
 
     def __init__(self, train_bn=None, momentum=BN_MOMENTUM, epsilon=1e-3, **kwargs):
@@ -77,6 +84,11 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.train_bn = train_bn
 
     def call(self, inputs, training=None, mask=None):
+        if folded_norm.passes_through(self, training):
+            # Folded into the convolution before it, which has normalised already
+            # (mrcnn/model/folded_norm.py). An identity op, so that the layer has an output
+            # of its own; Grappler removes it.
+            return tf.identity(inputs)
         if self.train_bn is False:
             training = False
         return super().call(inputs, training=training, mask=mask)
