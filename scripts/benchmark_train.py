@@ -195,14 +195,15 @@ def run_child(name, args):
     km.compile(optimizer=classic_sgd(config.LEARNING_RATE, 0.9,
                                      clipnorm=config.GRADIENT_CLIP_NORM),
                jit_compile=False)
-    walls, losses, peak_after_step = [], [], []
+    walls, cpus, losses, peak_after_step = [], [], [], []
 
     class StepTimer(keras.callbacks.Callback):
         def on_train_batch_begin(self, step, logs=None):
-            self.t0 = time.perf_counter()
+            self.t0, self.cpu0 = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, step, logs=None):
             walls.append(time.perf_counter() - self.t0)
+            cpus.append(time.process_time() - self.cpu0)
             losses.append(float(logs["loss"]))
             peak_after_step.append(_rss_mib()[1])
             if step == 0:
@@ -212,6 +213,9 @@ def run_child(name, args):
            callbacks=[StepTimer()])
     timed = walls[args.warmup:]
     step_s = statistics.median(timed)
+    # Process CPU seconds per wall second of the timed steps (about the thread count when
+    # both cores are busy; lower means serial stretches or waiting).
+    cpu_over_wall = sum(cpus[args.warmup:]) / sum(timed)
     memory["all steps done"] = _rss_mib()
     # The training's peak, read before the probe below builds and runs a model of its own.
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -222,7 +226,8 @@ def run_child(name, args):
                  for batch in tf_data.take(3)]
     return {
         "name": name, "image": size, "batch": batch, "median_s": step_s, "min_s": min(timed),
-        "max_s": max(timed), "walls_s": timed, "losses": losses,
+        "max_s": max(timed), "walls_s": timed, "cpu_over_wall": cpu_over_wall,
+        "losses": losses,
         "positives_per_batch": positives, "rois_include_gt": bool(config.TRAIN_ROIS_INCLUDE_GT),
         "pipeline_batches_per_s": pipeline_bps,
         "pipeline_vs_model": pipeline_bps * step_s,
@@ -264,7 +269,7 @@ def main(argv=None):
         result = json.loads(lines[-1][len("RESULT "):])
         results.append(result)
         print(f"{name}: median {result['median_s']:.3f}s/step (min {result['min_s']:.3f}), "
-              f"peak RSS {result['peak_rss_mib']:.0f} MiB, positives per batch "
+              f"cpu/wall {result['cpu_over_wall']:.2f}, peak RSS {result['peak_rss_mib']:.0f} MiB, positives per batch "
               f"{result['positives_per_batch']}, pipeline "
               f"{result['pipeline_batches_per_s']:.1f} batches/s = "
               f"{result['pipeline_vs_model']:.1f}x the model's consumption", flush=True)

@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.model import folded_norm
+from mrcnn.model.batch_norm_grad import normalize_with_batch_statistics
 
 __all__ = [
     "BN_MOMENTUM",
@@ -69,6 +70,11 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     Note: in Keras 3 a BN layer with ``trainable=False`` also runs in inference mode.
 
+    With batch statistics (training, ``train_bn`` not False) the layer computes what Keras'
+    does, with the backward pass as one fused op (:mod:`mrcnn.model.batch_norm_grad`);
+    synchronized (``SYNC_BATCH_NORM``), renormalising, masked or non-last-axis calls are
+    Keras' own.
+
     Linked to the convolution before it (:func:`mrcnn.model.folded_norm.link`, done by the
     model builder) and with ``folded_norm.FOLD_BATCH_NORM`` on (off by default), the layer is
     folded into that convolution wherever it uses its moving statistics, and then passes its
@@ -91,7 +97,28 @@ class BatchNorm(keras.layers.BatchNormalization):
             return tf.identity(inputs)
         if self.train_bn is False:
             training = False
+        if training and self._fused_gradient_applies(inputs, mask):
+            return self._call_with_batch_statistics(inputs)
         return super().call(inputs, training=training, mask=mask)
+
+    def _fused_gradient_applies(self, inputs, mask):
+        rank = len(inputs.shape)
+        return (self.trainable and mask is None and not self.synchronized and not self.renorm
+                and rank >= 2 and self.axis in (-1, rank - 1) and inputs.shape[-1] is not None)
+
+    def _call_with_batch_statistics(self, inputs):
+        """Keras' training branch (float32 statistics, moving averages updated with the
+        biased batch variance, output in the compute dtype) with a fused gradient."""
+        x = tf.cast(inputs, "float32")
+        gamma = tf.cast(self.gamma, x.dtype) if self.scale else None
+        beta = tf.cast(self.beta, x.dtype) if self.center else None
+        y, mean, variance = normalize_with_batch_statistics(x, gamma, beta, self.epsilon)
+        momentum = self.momentum
+        self.moving_mean.assign(tf.cast(self.moving_mean, x.dtype) * momentum
+                                + mean * (1.0 - momentum))
+        self.moving_variance.assign(tf.cast(self.moving_variance, x.dtype) * momentum
+                                    + variance * (1.0 - momentum))
+        return tf.cast(y, self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
