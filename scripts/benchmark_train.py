@@ -64,6 +64,12 @@ def parse_args(argv=None):
                     help="convolutions' own filter gradients (mrcnn.model.feature_conv off)")
     ap.add_argument("--no-winograd", action="store_true",
                     help="direct 3x3 convolutions only (mrcnn.model.winograd.WINOGRAD = False)")
+    ap.add_argument("--dense-rpn-gradient", action="store_true",
+                    help="the RPN head differentiated as usual (mrcnn.model.rpn_gradient."
+                         "SPARSE_RPN_GRADIENT = False)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the model's initial weights (the positives per batch, i.e. "
+                         "the mask head's work, follow the weights)")
     ap.add_argument("--fold-bn", action="store_true",
                     help="BatchNorm folded into the convolution before it where it uses its "
                          "moving statistics (mrcnn.model.folded_norm.FOLD_BATCH_NORM = True)")
@@ -168,7 +174,7 @@ def run_child(name, args):
     import numpy as np
     from mrcnn.data.pipeline import (make_training_dataset, measure_pipeline_throughput,
                                      pyramid_anchors_for_config)
-    from mrcnn.model import feature_conv, folded_norm, winograd
+    from mrcnn.model import feature_conv, folded_norm, rpn_gradient, winograd
     from mrcnn.model.maskrcnn import MaskRCNN
     from mrcnn.model.optimizer import classic_sgd
     from mrcnn.model.training import LAYER_PRESETS
@@ -176,6 +182,8 @@ def run_child(name, args):
     feature_conv.GEMM_FILTER_GRADIENT = not args.no_gemm_filter_grad
     winograd.WINOGRAD = not args.no_winograd
     folded_norm.FOLD_BATCH_NORM = args.fold_bn
+    rpn_gradient.SPARSE_RPN_GRADIENT = not args.dense_rpn_gradient
+    keras.utils.set_random_seed(args.seed)
     # Where the memory goes: (current, peak) RSS after each stage.
     memory = {"tensorflow imported": _rss_mib()}
     size, batch = parse_config_name(name)
@@ -236,6 +244,7 @@ def run_child(name, args):
         "rpn_conv_channels": config.RPN_CONV_CHANNELS, "frozen_bn": bool(args.frozen_bn),
         "gemm_filter_gradient": feature_conv.GEMM_FILTER_GRADIENT,
         "winograd": winograd.WINOGRAD, "fold_bn": folded_norm.FOLD_BATCH_NORM,
+        "sparse_rpn_gradient": rpn_gradient.SPARSE_RPN_GRADIENT, "seed": args.seed,
         "env": {k: os.environ[k] for k in os.environ
                 if k.startswith(("MALLOC_", "ONEDNN_", "TF_", "OMP_"))},
     }
@@ -261,6 +270,8 @@ def main(argv=None):
         cmd += ["--no-gemm-filter-grad"] if args.no_gemm_filter_grad else []
         cmd += ["--no-winograd"] if args.no_winograd else []
         cmd += ["--fold-bn"] if args.fold_bn else []
+        cmd += ["--dense-rpn-gradient"] if args.dense_rpn_gradient else []
+        cmd += ["--seed", str(args.seed)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
         if out.returncode or not lines:

@@ -162,6 +162,16 @@ class FeatureConv2D(keras.layers.Conv2D):
         # + Relu still fuses as bias and ReLU (same time as BiasAdd).
         return y if bias is None else y + bias
 
+    def forward_only(self, inputs, kernel, bias):
+        """The convolution of ``inputs`` with ``kernel`` (+ ``bias``, may be None), no
+        activation, in the fastest form whose gradient is not needed: Winograd's inference
+        form where it applies, else :meth:`_forward`. For callers that compute the gradient
+        themselves (mrcnn/model/rpn_gradient.py). ``kernel`` and ``bias`` in ``inputs``'s
+        dtype."""
+        if winograd_applies(*self._conv_args(inputs), training=False):
+            return winograd_conv2d(inputs, kernel, bias, output_tile=output_tile(False))
+        return self._forward(inputs, kernel, bias)
+
     def call(self, inputs, training=None):
         kernel, bias = self.kernel, self.bias if self.use_bias else None
         norm = folded_norm(self, training)

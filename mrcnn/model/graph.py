@@ -41,7 +41,8 @@ def build_feature_pyramid(input_image, config):
     p2, p3, p4, p5, p6 = fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
     rpn_feature_maps = [p2, p3, p4, p5, p6]
     rpn_model = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                                config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_CHANNELS)
+                                config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_CHANNELS,
+                                sparse_gradient=not getattr(config, "XLA", False))
     rpn_outputs = rpn_graph(rpn_feature_maps, rpn_model)
     return rpn_feature_maps, [p2, p3, p4, p5], rpn_outputs
 
