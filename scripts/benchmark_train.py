@@ -67,6 +67,9 @@ def parse_args(argv=None):
     ap.add_argument("--dense-rpn-gradient", action="store_true",
                     help="the RPN head differentiated as usual (mrcnn.model.rpn_gradient."
                          "SPARSE_RPN_GRADIENT = False)")
+    ap.add_argument("--keep-norm-inputs", action="store_true",
+                    help="every BatchNorm keeps its input for its gradient (mrcnn.model."
+                         "recomputed_norm.RECOMPUTE_NORM_INPUT = False)")
     ap.add_argument("--seed", type=int, default=0,
                     help="seed of the model's initial weights (the positives per batch, i.e. "
                          "the mask head's work, follow the weights)")
@@ -174,7 +177,8 @@ def run_child(name, args):
     import numpy as np
     from mrcnn.data.pipeline import (make_training_dataset, measure_pipeline_throughput,
                                      pyramid_anchors_for_config)
-    from mrcnn.model import feature_conv, folded_norm, rpn_gradient, winograd
+    from mrcnn.model import (feature_conv, folded_norm, recomputed_norm, rpn_gradient,
+                             winograd)
     from mrcnn.model.maskrcnn import MaskRCNN
     from mrcnn.model.optimizer import classic_sgd
     from mrcnn.model.training import LAYER_PRESETS
@@ -183,6 +187,7 @@ def run_child(name, args):
     winograd.WINOGRAD = not args.no_winograd
     folded_norm.FOLD_BATCH_NORM = args.fold_bn
     rpn_gradient.SPARSE_RPN_GRADIENT = not args.dense_rpn_gradient
+    recomputed_norm.RECOMPUTE_NORM_INPUT = not args.keep_norm_inputs
     keras.utils.set_random_seed(args.seed)
     # Where the memory goes: (current, peak) RSS after each stage.
     memory = {"tensorflow imported": _rss_mib()}
@@ -244,7 +249,8 @@ def run_child(name, args):
         "rpn_conv_channels": config.RPN_CONV_CHANNELS, "frozen_bn": bool(args.frozen_bn),
         "gemm_filter_gradient": feature_conv.GEMM_FILTER_GRADIENT,
         "winograd": winograd.WINOGRAD, "fold_bn": folded_norm.FOLD_BATCH_NORM,
-        "sparse_rpn_gradient": rpn_gradient.SPARSE_RPN_GRADIENT, "seed": args.seed,
+        "sparse_rpn_gradient": rpn_gradient.SPARSE_RPN_GRADIENT,
+        "recompute_norm_input": recomputed_norm.RECOMPUTE_NORM_INPUT, "seed": args.seed,
         "env": {k: os.environ[k] for k in os.environ
                 if k.startswith(("MALLOC_", "ONEDNN_", "TF_", "OMP_"))},
     }
@@ -271,6 +277,7 @@ def main(argv=None):
         cmd += ["--no-winograd"] if args.no_winograd else []
         cmd += ["--fold-bn"] if args.fold_bn else []
         cmd += ["--dense-rpn-gradient"] if args.dense_rpn_gradient else []
+        cmd += ["--keep-norm-inputs"] if args.keep_norm_inputs else []
         cmd += ["--seed", str(args.seed)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]

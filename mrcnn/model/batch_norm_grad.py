@@ -18,7 +18,7 @@ pass"): 2 x 128 x 128 x 256 took 31 ms against Keras' 48 natively and 31 against
 AVX2 cap; 50 ROIs of 14 x 14 x 256 7.0 against 9.5 and 7.2 against 9.8 ms.
 
 What the gradient keeps from the forward pass is what the composite's kept: ``x``, the mean and
-variance (``[C]``) and gamma. Inputs of any rank >= 2 are normalised over all axes but the last
+variance (``[C]``) and gamma; or, with ``recompute_x``, not ``x`` but what computes it again. Inputs of any rank >= 2 are normalised over all axes but the last
 (the fused op wants 4-D: the gradient reshapes to ``[N, 1, 1, C]``, which changes nothing in a
 per-channel reduction).
 """
@@ -31,13 +31,16 @@ def _as_4d(t, channels):
     return t if len(t.shape) == 4 else tf.reshape(t, [-1, 1, 1, channels])
 
 
-def normalize_with_batch_statistics(x, gamma, beta, epsilon):
+def normalize_with_batch_statistics(x, gamma, beta, epsilon, recompute_x=None):
     """Batch normalisation over all axes but the last, with the batch's own statistics.
 
     Args:
         x: float32 ``[..., C]`` (rank >= 2, C known when traced).
         gamma, beta: float32 ``[C]`` or None (``scale=False`` / ``center=False``).
         epsilon: the variance epsilon.
+        recompute_x: None, or a function of no arguments that computes ``x`` again; the
+            gradient then calls it (after the incoming gradient exists) instead of keeping
+            ``x`` from the forward pass (mrcnn/model/recomputed_norm.py).
     Returns:
         ``(y, mean, variance)``: ``y`` like ``x``, ``(x - mean) / sqrt(variance + epsilon) *
         gamma + beta``; ``mean`` and the biased ``variance`` ``[C]`` (Keras 3 updates its
@@ -61,11 +64,19 @@ def normalize_with_batch_statistics(x, gamma, beta, epsilon):
         y = tf.nn.batch_normalization(x, mean, variance, offset, scale, epsilon)
 
         def grad(dy):
+            if recompute_x is None:
+                x_again = x
+            else:
+                # Ordered after dy: otherwise the executor would run it as soon as its inputs
+                # exist, in the forward pass, and hold its result as long as x was held.
+                with tf.control_dependencies([dy]):
+                    x_again = recompute_x()
             dx, dscale, doffset, _, _ = tf.raw_ops.FusedBatchNormGradV3(
-                y_backprop=_as_4d(dy, channels), x=_as_4d(x, channels), scale=scale,
+                y_backprop=_as_4d(dy, channels), x=_as_4d(x_again, channels), scale=scale,
                 reserve_space_1=mean, reserve_space_2=variance,
                 reserve_space_3=tf.zeros([0], x.dtype), epsilon=epsilon, is_training=True)
-            return (tf.reshape(dx, tf.shape(x)), dscale if with_gamma else None,
+            # dy has x's shape: reading it from x would hold x for this gradient.
+            return (tf.reshape(dx, tf.shape(dy)), dscale if with_gamma else None,
                     doffset if with_beta else None)
 
         return y, grad

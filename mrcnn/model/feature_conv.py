@@ -34,6 +34,7 @@ AVX-512.
 import keras
 import tensorflow as tf
 
+from mrcnn.model import recomputed_norm
 from mrcnn.model.folded_norm import fold_kernel_and_bias, folded_norm
 from mrcnn.model.row_bands import (row_band_conv2d, row_bands_apply,
                                    strided_1x1_row_band_conv2d)
@@ -188,7 +189,12 @@ class FeatureConv2D(keras.layers.Conv2D):
         else:
             # Differentiated through whichever form _forward took.
             outputs = self._forward(inputs, kernel, bias)
-        return self.activation(outputs) if self.activation is not None else outputs
+        outputs = self.activation(outputs) if self.activation is not None else outputs
+        if training and norm is None and recomputed_norm.recompute_applies(self, training):
+            # The linked BatchNorm may recompute this output in its gradient instead of
+            # keeping it (mrcnn/model/recomputed_norm.py).
+            recomputed_norm.record_convolution(self, inputs, kernel, bias, outputs)
+        return outputs
 
     def _with_gemm_filter_gradient(self, inputs, kernel, bias):
         """:meth:`_forward`, with the convolution's input gradient and

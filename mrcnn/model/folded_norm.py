@@ -44,11 +44,13 @@ FOLD_BATCH_NORM = False
 
 def link(conv, norm):
     """Make ``norm`` (a :class:`~mrcnn.model.layers.BatchNorm` called on ``conv``'s output
-    only) foldable into ``conv`` (a FeatureConv2D). The convolution holds a weak reference, so
-    that Keras does not track the BatchNorm layer as a sublayer of the convolution (its weights
-    would be listed twice)."""
+    only) foldable into ``conv`` (a FeatureConv2D), and its input recomputable from ``conv``'s
+    in training (:mod:`mrcnn.model.recomputed_norm`). Each layer holds a weak reference to the
+    other, so that Keras does not track either as a sublayer of the other (their weights would
+    be listed twice)."""
     conv._folded_norm_ref = weakref.ref(norm)
     norm._folded_into_conv = True
+    norm._linked_conv_ref = weakref.ref(conv)
 
 
 def conv_then_norm(x, conv, norm):

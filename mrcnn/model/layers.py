@@ -19,7 +19,7 @@ tensors at run time (``tf.shape``), so one model serves any ``B`` and ``R``.
 import keras
 import tensorflow as tf
 
-from mrcnn.model import folded_norm
+from mrcnn.model import folded_norm, recomputed_norm
 from mrcnn.model.batch_norm_grad import normalize_with_batch_statistics
 
 __all__ = [
@@ -71,8 +71,9 @@ class BatchNorm(keras.layers.BatchNormalization):
     Note: in Keras 3 a BN layer with ``trainable=False`` also runs in inference mode.
 
     With batch statistics (training, ``train_bn`` not False) the layer computes what Keras'
-    does, with the backward pass as one fused op (:mod:`mrcnn.model.batch_norm_grad`);
-    synchronized (``SYNC_BATCH_NORM``), renormalising, masked or non-last-axis calls are
+    does, with the backward pass as one fused op (:mod:`mrcnn.model.batch_norm_grad`), which
+    recomputes the layer's input from the linked convolution's where that is cheap
+    (:mod:`mrcnn.model.recomputed_norm`) instead of keeping it; synchronized (``SYNC_BATCH_NORM``), renormalising, masked or non-last-axis calls are
     Keras' own.
 
     Linked to the convolution before it (:func:`mrcnn.model.folded_norm.link`, done by the
@@ -90,6 +91,8 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.train_bn = train_bn
 
     def call(self, inputs, training=None, mask=None):
+        # Taken on every call (it holds the linked convolution's traced tensors).
+        recompute = recomputed_norm.recompute_function(self, inputs)
         if folded_norm.passes_through(self, training):
             # Folded into the convolution before it, which has normalised already
             # (mrcnn/model/folded_norm.py). An identity op, so that the layer has an output
@@ -98,7 +101,7 @@ class BatchNorm(keras.layers.BatchNormalization):
         if self.train_bn is False:
             training = False
         if training and self._fused_gradient_applies(inputs, mask):
-            return self._call_with_batch_statistics(inputs)
+            return self._call_with_batch_statistics(inputs, recompute)
         return super().call(inputs, training=training, mask=mask)
 
     def _fused_gradient_applies(self, inputs, mask):
@@ -106,13 +109,16 @@ class BatchNorm(keras.layers.BatchNormalization):
         return (self.trainable and mask is None and not self.synchronized and not self.renorm
                 and rank >= 2 and self.axis in (-1, rank - 1) and inputs.shape[-1] is not None)
 
-    def _call_with_batch_statistics(self, inputs):
+    def _call_with_batch_statistics(self, inputs, recompute=None):
         """Keras' training branch (float32 statistics, moving averages updated with the
-        biased batch variance, output in the compute dtype) with a fused gradient."""
+        biased batch variance, output in the compute dtype) with a fused gradient, which
+        computes ``inputs`` again by ``recompute()`` if given (mrcnn/model/recomputed_norm.py)."""
         x = tf.cast(inputs, "float32")
         gamma = tf.cast(self.gamma, x.dtype) if self.scale else None
         beta = tf.cast(self.beta, x.dtype) if self.center else None
-        y, mean, variance = normalize_with_batch_statistics(x, gamma, beta, self.epsilon)
+        recompute_x = None if recompute is None else (lambda: tf.cast(recompute(), "float32"))
+        y, mean, variance = normalize_with_batch_statistics(x, gamma, beta, self.epsilon,
+                                                            recompute_x=recompute_x)
         momentum = self.momentum
         self.moving_mean.assign(tf.cast(self.moving_mean, x.dtype) * momentum
                                 + mean * (1.0 - momentum))
