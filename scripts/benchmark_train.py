@@ -205,9 +205,9 @@ def run_child(name, args):
     memory["training model built"] = _rss_mib()
     model.set_trainable(LAYER_PRESETS["3+"] if args.frozen_bn else ".*", verbose=0)
     km = model.keras_model
-    km.compile(optimizer=classic_sgd(config.LEARNING_RATE, 0.9,
-                                     clipnorm=config.GRADIENT_CLIP_NORM),
-               jit_compile=False)
+    # As MaskRCNN.train compiles: the training step clips each gradient to
+    # GRADIENT_CLIP_NORM, so the optimizer takes no clipnorm (it would clip a second time).
+    km.compile(optimizer=classic_sgd(config.LEARNING_RATE, 0.9), jit_compile=False)
     walls, cpus, losses, peak_after_step = [], [], [], []
 
     class StepTimer(keras.callbacks.Callback):

@@ -267,8 +267,8 @@ class MaskRCNN:
         Args:
             train_dataset, val_dataset: prepared :class:`mrcnn.utils.Dataset` objects
                 (``val_dataset`` may be None to skip validation).
-            learning_rate: SGD learning rate (momentum LEARNING_MOMENTUM, clipnorm
-                GRADIENT_CLIP_NORM).
+            learning_rate: SGD learning rate (momentum LEARNING_MOMENTUM; the step clips
+                each gradient to GRADIENT_CLIP_NORM).
             epochs: the epoch number to stop at; training resumes from ``self.epoch`` (set by
                 loading a checkpoint), so calling it again with a larger number continues.
             layers: "heads", "3+", "4+", "5+", "all", or a regex over layer names.
@@ -440,16 +440,17 @@ class MaskRCNN:
         return run_graph(self, images, outputs, image_metas=image_metas)
 
     def compile(self, learning_rate, momentum):
-        """Classic ``compile``: SGD(learning_rate, momentum, clipnorm=GRADIENT_CLIP_NORM).
+        """Classic ``compile``: SGD(learning_rate, momentum).
 
-        The losses and L2 weight decay are part of the training model's step, so this only sets
-        the optimizer; ``train`` compiles itself and need not be preceded by this call.
+        The losses, L2 weight decay and the clipping of each gradient to GRADIENT_CLIP_NORM are
+        part of the training model's step, so this only sets the optimizer (the classic one
+        also set ``clipnorm``: here that would clip every gradient a second time,
+        docs/classic-differences.md); ``train`` compiles itself and need not be preceded by
+        this call.
         """
         if self.mode != "training":
             raise RuntimeError("compile() is for a MaskRCNN built with mode='training'; an "
                                "inference model needs no compiling (call detect())")
         from mrcnn.model.optimizer import classic_sgd
-        self.keras_model.compile(
-            optimizer=classic_sgd(learning_rate, momentum,
-                                  clipnorm=self.config.GRADIENT_CLIP_NORM),
-            jit_compile=False)
+        self.keras_model.compile(optimizer=classic_sgd(learning_rate, momentum),
+                                 jit_compile=False)

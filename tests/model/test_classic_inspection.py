@@ -189,7 +189,10 @@ def test_compile_classic_signature(training_model, model):
     assert isinstance(optimizer, keras.optimizers.SGD)
     assert float(optimizer.learning_rate) == pytest.approx(0.002)
     assert optimizer.momentum == pytest.approx(0.8)
-    assert optimizer.clipnorm == training_model.config.GRADIENT_CLIP_NORM
+    # The step clips each gradient to GRADIENT_CLIP_NORM; an optimizer clipnorm would clip
+    # it a second time.
+    assert optimizer.clipnorm is None
+    assert training_model.keras_model.gradient_clip_norm == training_model.config.GRADIENT_CLIP_NORM
     with pytest.raises(RuntimeError, match="training"):
         model.compile(0.001, 0.9)
 

@@ -170,3 +170,34 @@ def test_two_workers_train_to_identical_weights_and_only_the_chief_writes(tmp_pa
     checkpoints = sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*.h5"))
     assert len(checkpoints) == 1 and checkpoints[0].endswith("mask_rcnn_multiworker_0001.h5")
     assert not [p for p in scratch.iterdir() if p.name.startswith("mrcnn_worker_")]
+
+
+def test_gradients_are_clipped_like_clip_by_norm_without_squared_temporaries():
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    grads = [tf.constant(rng.normal(0, s, shape), tf.float32)
+             for s, shape in ((3.0, (40, 30)), (0.01, (7,)), (1.0, (2, 3, 4, 5)))]
+    grads.append(tf.zeros([6]))                     # a zero gradient stays zero
+    grads.insert(1, None)                           # a weight without gradient stays None
+    out = distribution.aggregate_gradients(grads, 5.0)
+    assert out[1] is None
+    for got, g in zip(out[:1] + out[2:], grads[:1] + grads[2:]):
+        np.testing.assert_allclose(got, tf.clip_by_norm(g, 5.0), rtol=1e-6, atol=1e-9)
+    assert np.linalg.norm(out[0]) == pytest.approx(5.0, rel=1e-6)   # clipped
+    np.testing.assert_array_equal(out[2], grads[2])                  # left alone
+    # Under loss scaling the limit is scaled with the gradients.
+    scaled = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(), initial_scale=8.0)
+    np.testing.assert_allclose(
+        distribution.aggregate_gradients([grads[0] * 8.0], 5.0, scaled)[0],
+        tf.clip_by_norm(grads[0], 5.0) * 8.0, rtol=1e-6)
+    # One fused norm and one multiply per gradient: no squared copy of it.
+    specs = [tf.TensorSpec(g.shape, tf.float32) for g in grads if g is not None]
+    graph = tf.function(lambda *g: distribution.aggregate_gradients(list(g), 5.0),
+                        autograph=False).get_concrete_function(*specs).graph
+    ops = graph.get_operations()
+    types = [op.type for op in ops]
+    assert types.count("L2Loss") == len(specs) and "Square" not in types
+    value_sized = [op for op in ops if op.type == "Mul" and op.outputs[0].shape.rank]
+    assert len(value_sized) == len(specs)
