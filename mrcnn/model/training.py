@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from mrcnn.data.image_meta import parse_image_meta_graph
 from mrcnn.model import distribution, precision
+from mrcnn.model.freed_memory import ReturnFreedMemory
 from mrcnn.model.graph import build_feature_pyramid, build_heads, build_mask_head, model_inputs
 from mrcnn.model.guards import NonFiniteLossGuard, check_train_arguments
 from mrcnn.model.losses import (LOSS_NAMES, MrcnnBboxLoss, MrcnnClassLoss, MrcnnMaskLoss,
@@ -340,7 +341,7 @@ def train(mrcnn_model, train_dataset, val_dataset, learning_rate, epochs, layers
     callbacks = [NonFiniteLossGuard()] + evaluators + [
         keras.callbacks.TensorBoard(log_dir=dirs.log_dir, histogram_freq=0,
                                     write_graph=False),
-        ClassicCheckpoint(dirs.checkpoint_path)]
+        ClassicCheckpoint(dirs.checkpoint_path), ReturnFreedMemory()]
     callbacks += [c for c in custom_callbacks if not isinstance(c, CocoEvalCallback)]
 
     logger.info("Starting at epoch %d. LR=%s", mrcnn_model.epoch, learning_rate)
