@@ -67,6 +67,12 @@ def parse_args(argv=None):
     ap.add_argument("--dense-rpn-gradient", action="store_true",
                     help="the RPN head differentiated as usual (mrcnn.model.rpn_gradient."
                          "SPARSE_RPN_GRADIENT = False)")
+    ap.add_argument("--no-matrix-winograd", action="store_true",
+                    help="no XLA-free Winograd convolutions in training (mrcnn.model.winograd."
+                         "MATRIX_TRAINING = False)")
+    ap.add_argument("--compiled-training-winograd", action="store_true",
+                    help="the XLA-compiled Winograd form with its gradient in training (mrcnn."
+                         "model.winograd.COMPILED_TRAINING = True; off by default: XLA's memory)")
     ap.add_argument("--keep-norm-inputs", action="store_true",
                     help="every BatchNorm keeps its input for its gradient (mrcnn.model."
                          "recomputed_norm.RECOMPUTE_NORM_INPUT = False)")
@@ -179,12 +185,15 @@ def run_child(name, args):
                                      pyramid_anchors_for_config)
     from mrcnn.model import (feature_conv, folded_norm, recomputed_norm, rpn_gradient,
                              winograd)
+    from mrcnn.model.freed_memory import ReturnFreedMemory
     from mrcnn.model.maskrcnn import MaskRCNN
     from mrcnn.model.optimizer import classic_sgd
     from mrcnn.model.training import LAYER_PRESETS
 
     feature_conv.GEMM_FILTER_GRADIENT = not args.no_gemm_filter_grad
     winograd.WINOGRAD = not args.no_winograd
+    winograd.COMPILED_TRAINING = args.compiled_training_winograd
+    winograd.MATRIX_TRAINING = not args.no_matrix_winograd
     folded_norm.FOLD_BATCH_NORM = args.fold_bn
     rpn_gradient.SPARSE_RPN_GRADIENT = not args.dense_rpn_gradient
     recomputed_norm.RECOMPUTE_NORM_INPUT = not args.keep_norm_inputs
@@ -222,8 +231,9 @@ def run_child(name, args):
             if step == 0:
                 memory["first step done"] = _rss_mib()
 
+    # ReturnFreedMemory: as MaskRCNN.train adds it (mrcnn/model/freed_memory.py).
     km.fit(tf_data, steps_per_epoch=args.warmup + args.runs, epochs=1, verbose=0,
-           callbacks=[StepTimer()])
+           callbacks=[StepTimer(), ReturnFreedMemory()])
     timed = walls[args.warmup:]
     step_s = statistics.median(timed)
     # Process CPU seconds per wall second of the timed steps (about the thread count when
@@ -249,6 +259,8 @@ def run_child(name, args):
         "rpn_conv_channels": config.RPN_CONV_CHANNELS, "frozen_bn": bool(args.frozen_bn),
         "gemm_filter_gradient": feature_conv.GEMM_FILTER_GRADIENT,
         "winograd": winograd.WINOGRAD, "fold_bn": folded_norm.FOLD_BATCH_NORM,
+        "compiled_training_winograd": winograd.COMPILED_TRAINING,
+        "matrix_training_winograd": winograd.MATRIX_TRAINING,
         "sparse_rpn_gradient": rpn_gradient.SPARSE_RPN_GRADIENT,
         "recompute_norm_input": recomputed_norm.RECOMPUTE_NORM_INPUT, "seed": args.seed,
         "env": {k: os.environ[k] for k in os.environ
@@ -278,6 +290,8 @@ def main(argv=None):
         cmd += ["--fold-bn"] if args.fold_bn else []
         cmd += ["--dense-rpn-gradient"] if args.dense_rpn_gradient else []
         cmd += ["--keep-norm-inputs"] if args.keep_norm_inputs else []
+        cmd += ["--compiled-training-winograd"] if args.compiled_training_winograd else []
+        cmd += ["--no-matrix-winograd"] if args.no_matrix_winograd else []
         cmd += ["--seed", str(args.seed)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -38,7 +38,8 @@ from mrcnn.model import recomputed_norm
 from mrcnn.model.folded_norm import fold_kernel_and_bias, folded_norm
 from mrcnn.model.row_bands import (row_band_conv2d, row_bands_apply,
                                    strided_1x1_row_band_conv2d)
-from mrcnn.model.winograd import output_tile, winograd_applies, winograd_conv2d
+from mrcnn.model.winograd import (TRAINING_OUTPUT_TILE, output_tile, uncompiled_training_applies,
+                                  winograd_applies, winograd_conv2d)
 
 __all__ = ["FeatureConv2D", "gemm_filter_gradient"]
 
@@ -163,15 +164,28 @@ class FeatureConv2D(keras.layers.Conv2D):
         # + Relu still fuses as bias and ReLU (same time as BiasAdd).
         return y if bias is None else y + bias
 
-    def forward_only(self, inputs, kernel, bias):
+    def forward_only(self, inputs, kernel, bias, training=None):
         """The convolution of ``inputs`` with ``kernel`` (+ ``bias``, may be None), no
-        activation, in the fastest form whose gradient is not needed: Winograd's inference
-        form where it applies, else :meth:`_forward`. For callers that compute the gradient
-        themselves (mrcnn/model/rpn_gradient.py). ``kernel`` and ``bias`` in ``inputs``'s
-        dtype."""
-        if winograd_applies(*self._conv_args(inputs), training=False):
-            return winograd_conv2d(inputs, kernel, bias, output_tile=output_tile(False))
+        activation, in the form this layer's call with this ``training`` flag would take for
+        its forward pass (Winograd's where it applies, in training without XLA), for callers
+        that compute the gradient themselves (mrcnn/model/rpn_gradient.py). ``kernel`` and
+        ``bias`` in ``inputs``'s dtype."""
+        form = self._winograd_form(inputs, training)
+        if form is not None:
+            return winograd_conv2d(inputs, kernel, bias, output_tile=form[0], compiled=form[1])
         return self._forward(inputs, kernel, bias)
+
+    def _winograd_form(self, inputs, training):
+        """``(output_tile, compiled)`` of the Winograd form a call over ``inputs`` with this
+        ``training`` flag takes (mrcnn/model/winograd.py), or None for a direct convolution:
+        the compiled form at inference (and in training if switched on), the XLA-free one in
+        training where it applies."""
+        args = self._conv_args(inputs)
+        if winograd_applies(*args, training=training):
+            return output_tile(training), True
+        if training and uncompiled_training_applies(*args, inputs.dtype):
+            return TRAINING_OUTPUT_TILE, False
+        return None
 
     def call(self, inputs, training=None):
         kernel, bias = self.kernel, self.bias if self.use_bias else None
@@ -181,9 +195,11 @@ class FeatureConv2D(keras.layers.Conv2D):
             kernel, bias = fold_kernel_and_bias(kernel, bias, norm)
         kernel = tf.cast(kernel, inputs.dtype)
         bias = tf.cast(bias, inputs.dtype) if bias is not None else None
-        if winograd_applies(*self._conv_args(inputs), training=training):
-            # F(4 x 4, 3 x 3) or F(2 x 2, 3 x 3) forward; the gradient is F(2 x 2, 3 x 3)'s.
-            outputs = winograd_conv2d(inputs, kernel, bias, output_tile=output_tile(training))
+        form = self._winograd_form(inputs, training)
+        if form is not None:
+            # Forward and gradient by Winograd's algorithm (mrcnn/model/winograd.py).
+            outputs = winograd_conv2d(inputs, kernel, bias, output_tile=form[0],
+                                      compiled=form[1])
         elif self._gemm_gradient_applies():
             outputs = self._with_gemm_filter_gradient(inputs, kernel, bias)
         else:

@@ -29,7 +29,8 @@ class RpnModel(keras.Model):
     ``Config.XLA``: the positions with a gradient are a dynamic shape) it is one. In training
     the outputs are computed from the same weights in one custom-gradient function:
     identical to float rounding, with the 1 x 1 convolutions as one product and the 3 x 3
-    convolution in its inference form (its gradient is not taken through it).
+    convolution by Winograd's F(4 x 4, 3 x 3) without XLA where Winograd applies
+    (:meth:`FeatureConv2D.forward_only`; its gradient is not taken through it).
     """
 
     def __init__(self, *args, sparse_gradient=True, **kwargs):
@@ -81,7 +82,8 @@ class RpnModel(keras.Model):
         head_bias = tf.concat([tf.cast(cls.bias, dtype), tf.cast(box.bias, dtype)], axis=0)
         head = rpn_gradient.rpn_head_with_sparse_gradient(
             feature_map, tf.cast(shared.kernel, dtype), tf.cast(shared.bias, dtype),
-            head_kernel, head_bias, conv_forward=shared.forward_only)
+            head_kernel, head_bias,
+            conv_forward=lambda x, k, b: shared.forward_only(x, k, b, training=True))
         batch = tf.shape(feature_map)[0]
         # Channels grouped per anchor, as the functional graph's reshapes read them.
         logits = tf.reshape(head[..., :cls.filters], [batch, -1, 2])

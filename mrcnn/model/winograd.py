@@ -26,19 +26,22 @@ direct convolution's time under ``ONEDNN_MAX_CPU_ISA=AVX2`` and 0.6-0.8 natively
 with 64 or 128 input channels (ResNet stages 2 and 3) it was slower natively, so those keep
 the direct convolution (:data:`MIN_CHANNELS`).
 
-Training uses it too, with a gradient by the same algorithm (:func:`winograd_conv2d`): the
-output gradient transformed like the products (``dM = A dy A^T``), then 16 products for the
-input gradient (``dV = dM U^T``, transformed back and overlap-added) and 16 for the kernel's
-(``dU = V^T dM``, with V recomputed from x). One 3 x 3 convolution forward and backward
-(``scripts/benchmark_winograd.py``, 2 threads, "Issue 9, sixth pass"): the RPN's on P2 at
-512 x 512 batch 2 took 0.81 against 1.30 s under the AVX2 cap, 0.71 against 1.13 s natively
-(Zen 4). At inference F(4 x 4, 3 x 3) (:data:`INFERENCE_OUTPUT_TILE`) cut that convolution's
-forward pass at 1024 x 1024 from 0.55 to 0.41 s (direct 0.81) under the AVX2 cap.
-In training it is used over maps of at least :data:`MIN_TRAINING_MAP` pixels per image only:
-its transformed tensors raise the process's peak RSS (the allocator's pool grows with them),
-by about 200 MiB for the P2 and P3 convolutions at 512 x 512 batch 2 (whose step they made
-17-19 % faster, native and AVX2 cap), and over all eligible maps also at 128 x 128 batch 8,
-by 225-300 MiB, where that step got no faster.
+Training uses it too, in float32, with a gradient by the same algorithm. By default in the
+XLA-free form of :mod:`mrcnn.model.winograd_matrix` (the transforms as matrix products,
+F(4 x 4, 3 x 3), :data:`TRAINING_OUTPUT_TILE`) over at least :data:`MIN_TRAINING_PIXELS` output
+pixels: XLA's CPU compiler costs a process about 300 MiB of resident memory however little it
+compiles, more than a training step can spare against torchvision's peak RSS. At 512 x 512
+batch 2 it takes the FPN's P2-P4, stage 4's and the mask head's 3 x 3 convolutions (the step's
+figures with and without it: docs/benchmarks.md, "Issue 9, ninth pass").
+The compiled form with its own gradient (:func:`winograd_conv2d`: the output gradient
+transformed like the products, ``dM = A dy A^T``, then 16 products for the input gradient,
+``dV = dM U^T``, transformed back and overlap-added, and 16 for the kernel's, ``dU = V^T dM``
+with V recomputed from x) is kept behind :data:`COMPILED_TRAINING` (off). One 3 x 3
+convolution forward and backward (``scripts/benchmark_winograd.py``, 2 threads, "Issue 9, sixth
+pass"): the RPN's on P2 at 512 x 512 batch 2 took 0.81 against 1.30 s under the AVX2 cap, 0.71
+against 1.13 s natively (Zen 4). At inference F(4 x 4, 3 x 3) (:data:`INFERENCE_OUTPUT_TILE`)
+cut that convolution's forward pass at 1024 x 1024 from 0.55 to 0.41 s (direct 0.81) under the
+AVX2 cap.
 
 :class:`mrcnn.model.feature_conv.FeatureConv2D` uses it; ``scripts/benchmark.py
 --no-winograd`` and ``scripts/benchmark_train.py --no-winograd`` turn it off.
@@ -49,7 +52,9 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["WINOGRAD", "MIN_CHANNELS", "MIN_TRAINING_MAP", "INFERENCE_OUTPUT_TILE",
+__all__ = ["WINOGRAD", "MIN_CHANNELS", "COMPILED_TRAINING", "MATRIX_TRAINING",
+           "MIN_TRAINING_MAP", "INFERENCE_OUTPUT_TILE", "TRAINING_OUTPUT_TILE", "MIN_TRAINING_PIXELS",
+           "uncompiled_training_applies",
            "direct_convolutions", "output_tile", "winograd_applies",
            "winograd_conv2d", "winograd_conv2d_numpy"]
 
@@ -62,13 +67,36 @@ WINOGRAD = True
 #: were slower than the direct convolution).
 MIN_CHANNELS = 256
 
-#: Pixels per image (H * W, known when traced, as the batch) from which training uses it too:
-#: P2 and P3 at 512 x 512 (128 x 128 and 64 x 64), no map at 128 x 128 (P2 is 32 x 32).
+#: True: training uses the XLA-compiled F(2 x 2, 3 x 3) form with its own gradient
+#: (:func:`winograd_conv2d`) over maps of at least :data:`MIN_TRAINING_MAP` pixels. Off by
+#: default: XLA's CPU compiler raised the process's peak RSS by about 300 MiB however little it
+#: compiled (docs/benchmarks.md, "Issue 9, ninth pass"), and the XLA-free form
+#: (:func:`uncompiled_training_applies`) is as fast on these convolutions.
+COMPILED_TRAINING = False
+
+#: Pixels per image (H * W, known when traced, as the batch) from which training uses the
+#: compiled form when :data:`COMPILED_TRAINING` is on: P2 and P3 at 512 x 512 (128 x 128 and
+#: 64 x 64), no map at 128 x 128 (P2 is 32 x 32).
 MIN_TRAINING_MAP = 64 * 64
+
+#: False: training uses no XLA-free Winograd form (for comparisons, ``scripts/benchmark_train.py
+#: --no-matrix-winograd``).
+MATRIX_TRAINING = True
+
+#: Output tile of the XLA-free training form (:func:`uncompiled_training_applies`): forward,
+#: input and filter gradient by F(4 x 4, 3 x 3), each within about 1e-5 of the direct
+#: convolution's range (float32); F(2 x 2, 3 x 3) without XLA saved too little.
+TRAINING_OUTPUT_TILE = 4
+
+#: Output pixels (N * H * W, when known when traced) from which training uses the XLA-free
+#: form: at 512 x 512 batch 2 the FPN's P2-P4 and stage 4's convolutions (2 x 32 x 32 = 2048),
+#: not stage 5's (2 x 16 x 16 over 512 channels), where it was no faster. A batch unknown when
+#: traced (the mask head's ROIs) counts as large enough.
+MIN_TRAINING_PIXELS = 2048
 
 #: Output tile side of the forward pass outside training: 4 is F(4 x 4, 3 x 3) (36 products
 #: per 4 x 4 outputs instead of 144, against F(2 x 2, 3 x 3)'s 16 per 2 x 2; less exact, see
-#: :func:`winograd_conv2d`); 2 is F(2 x 2, 3 x 3), which training always uses.
+#: :func:`winograd_conv2d`); 2 is F(2 x 2, 3 x 3), which the compiled training form uses.
 INFERENCE_OUTPUT_TILE = 4
 
 
@@ -111,8 +139,8 @@ def winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, 
     """Whether a convolution over ``input_shape`` (as known when traced) uses the Winograd
     form: stride-1 "same" 3 x 3 convolutions, channels last, with at least
     :data:`MIN_CHANNELS` input channels (known when traced); in training (a truthy
-    ``training``) only over maps of at least :data:`MIN_TRAINING_MAP` pixels per image, with
-    the batch known when traced too."""
+    ``training``) only with :data:`COMPILED_TRAINING` and over maps of at least
+    :data:`MIN_TRAINING_MAP` pixels per image, with the batch known when traced too."""
     if not WINOGRAD or data_format != "channels_last" or groups != 1:
         return False
     if tuple(kernel_size) != (3, 3) or tuple(strides) != (1, 1):
@@ -125,12 +153,31 @@ def winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, 
     if not training:
         return True
     batch, height, width = input_shape[:3]
-    return None not in (batch, height, width) and height * width >= MIN_TRAINING_MAP
+    return (COMPILED_TRAINING and None not in (batch, height, width)
+            and height * width >= MIN_TRAINING_MAP)
+
+
+def uncompiled_training_applies(input_shape, kernel_size, strides, padding, dilation_rate,
+                                groups, data_format, dtype):
+    """Whether a convolution in training takes the XLA-free Winograd form (forward and
+    gradients, :func:`winograd_conv2d` with ``compiled=False``): where :func:`winograd_applies`
+    holds at inference, in float32 (F(4 x 4, 3 x 3)'s coefficients cost half-precision types
+    too much), over at least :data:`MIN_TRAINING_PIXELS` output pixels when known when traced.
+    Measured per convolution (forward + both gradients, 2 threads, Zen 4): FPN P2 at 512 x 512
+    batch 2 0.32 s against 0.58 s natively, 0.35 against 1.24 s under
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` (docs/benchmarks.md, "Issue 9, ninth pass")."""
+    if not MATRIX_TRAINING or tf.as_dtype(dtype) != tf.float32:
+        return False
+    if not winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, groups,
+                            data_format, training=False):
+        return False
+    batch, height, width = input_shape[:3]
+    return None in (batch, height, width) or batch * height * width >= MIN_TRAINING_PIXELS
 
 
 def output_tile(training):
-    """Output tile side of the Winograd form for a call with this ``training`` flag: 2 in
-    training (the gradient's algorithm), :data:`INFERENCE_OUTPUT_TILE` otherwise."""
+    """Output tile side of the compiled Winograd form for a call with this ``training`` flag: 2
+    in training (the compiled gradient's algorithm), :data:`INFERENCE_OUTPUT_TILE` otherwise."""
     return 2 if training else INFERENCE_OUTPUT_TILE
 
 
@@ -315,7 +362,11 @@ class _Tiling:
 
 def _winograd_forward(x, kernel, bias, tiling):
     m = tiling.m
-    u = _kernel_transform(kernel, m=m)
+    # The kernel transform depends on weights only: the executor would run it at the start
+    # of the step and hold it until x exists (the RPN's, 36 x 256 x 512 values at F(4 x 4,
+    # 3 x 3), once per pyramid level: 94 MiB live at a 512 x 512 training step's memory peak).
+    with tf.control_dependencies([x]):
+        u = _kernel_transform(kernel, m=m)
     padded = tiling.pad(x)
     outputs = []
     for first, end in tiling.chunks:
@@ -362,7 +413,7 @@ def _winograd_backward(x, kernel, dy, tiling):
     return dx, _kernel_transform_adjoint(du)
 
 
-def winograd_conv2d(x, kernel, bias=None, output_tile=2):
+def winograd_conv2d(x, kernel, bias=None, output_tile=2, compiled=True):
     """``tf.nn.conv2d(x, kernel, 1, "SAME")`` (+ ``bias``) by F(m x m, 3 x 3), m =
     ``output_tile``, with a gradient by F(2 x 2, 3 x 3) whichever m ran forward.
 
@@ -379,17 +430,29 @@ def winograd_conv2d(x, kernel, bias=None, output_tile=2):
     forward pass: ``dx`` and ``dkernel`` take 16 matrix products each, like the forward pass,
     over the transformed output gradient and the input transformed again.
 
+    With ``compiled=False`` it runs without XLA, the transforms as matrix products, with a
+    gradient by the same form and tile (:mod:`mrcnn.model.winograd_matrix`);
+    training uses it (:func:`uncompiled_training_applies`). XLA's CPU compiler costs a process
+    about 300 MiB of resident memory however little it compiles (docs/benchmarks.md, "Issue 9,
+    ninth pass").
+
     Args:
         x: ``[N, H, W, C]`` (channels last; float32, float16 or bfloat16; shapes may be
             dynamic, XLA compiles the transforms once per shape).
         kernel: ``[3, 3, C, F]`` in ``x``'s dtype.
         bias: optional ``[F]``.
         output_tile: 2 or 4.
+        compiled: False for the forward pass without XLA (see above).
     Returns:
         ``[N, H, W, F]`` in ``x``'s dtype.
     """
     if output_tile not in _ALGORITHMS:
         raise ValueError(f"output_tile must be one of {sorted(_ALGORITHMS)}, got {output_tile!r}")
+    if not compiled:
+        from mrcnn.model.winograd_matrix import matrix_winograd_conv2d  # imports this module
+        y = matrix_winograd_conv2d(x, kernel, bias, output_tile)
+        y.set_shape(x.shape[:3].concatenate(kernel.shape[3:]))
+        return y
     tiling = _Tiling(x, kernel.shape[3], CHUNK_BYTES, output_tile)
     with_bias = bias is not None
 

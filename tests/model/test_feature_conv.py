@@ -145,3 +145,41 @@ def test_config_round_trip_and_mixed_precision():
     assert y.dtype == tf.bfloat16
     grad = tape.gradient(loss, layer.kernel)
     assert grad.dtype == tf.float32 and np.isfinite(grad.numpy()).all()
+
+
+def test_training_over_256_channels_takes_winograd_without_xla():
+    """In training, a 3 x 3 convolution over 256 channels and 2048 output pixels runs by the
+    XLA-free F(4 x 4, 3 x 3) (mrcnn/model/winograd_matrix.py): outputs and all gradients equal
+    the convolution's to about 1e-5 of their range, and no convolution op is left."""
+    shape = (2, 32, 32, 256)
+    plain, ours = _pair((3, 3), (1, 1), "same")
+    plain.build(shape)
+    ours.build(shape)
+    ours.set_weights([_rand(*w.shape, seed=5 + i) * 0.05
+                      for i, w in enumerate(plain.get_weights())])
+    plain.set_weights(ours.get_weights())
+    x = tf.constant(_rand(*shape, seed=4))
+
+    def results(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.reshape(tf.range(tf.size(y), dtype=y.dtype) / 1e3,
+                                                tf.shape(y)))
+        return [y] + tape.gradient(loss, [x, layer.kernel, layer.bias])
+
+    for name, got, want in zip(("y", "dx", "dkernel", "dbias"), results(ours), results(plain)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=5e-5 * np.abs(want).max(),
+                                   err_msg=name)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(ours(x, training=True) ** 2)
+        return tape.gradient(loss, [x, ours.kernel])
+
+    types = {op.type for op in step.get_concrete_function(
+        tf.TensorSpec(shape, tf.float32)).graph.get_operations()}
+    assert "ExtractImagePatches" in types
+    assert not {"Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"} & types

@@ -197,15 +197,18 @@ def test_mask_head_convolutions_are_winograd_where_shapes_allow(heads_model, mon
     with direct_convolutions():
         direct = np.asarray(heads_model([x, xm], training=False)[3])
     np.testing.assert_allclose(winograd, direct, rtol=1e-4, atol=1e-5)
-    # conv2..4 take 256 channels: Winograd's products at inference, and in training over a
-    # ROI count known when traced (maps of MIN_TRAINING_MAP pixels); over an unknown count the
-    # convolution trains with its own filter gradient (no products over shifted copies:
-    # gemm_filter_gradient=False).
+    # conv2..4 take 256 channels: Winograd's products at inference (compiled), and in
+    # training in the XLA-free form, over an unknown ROI count too (forward, input and
+    # filter gradient; no convolution op left for them).
     assert "BatchMatMulV2" in _mask_head_op_types(heads_model, False, None)
-    monkeypatch.setattr(winograd_module, "MIN_TRAINING_MAP", 14 * 14)
-    assert "BatchMatMulV2" in _mask_head_op_types(heads_model, True, 3)
     dynamic = _mask_head_op_types(heads_model, True, None)
-    assert "BatchMatMulV2" not in dynamic and "Conv2DBackpropFilter" in dynamic
+    assert "ExtractImagePatches" in dynamic and "BatchMatMulV2" in dynamic
+    # With the compiled training form switched on, a ROI count known when traced (maps of
+    # MIN_TRAINING_MAP pixels) takes it; an unknown count the XLA-free form again.
+    monkeypatch.setattr(winograd_module, "COMPILED_TRAINING", True)
+    monkeypatch.setattr(winograd_module, "MIN_TRAINING_MAP", 14 * 14)
+    static = _mask_head_op_types(heads_model, True, 3)
+    assert "BatchMatMulV2" in static and "ExtractImagePatches" not in static
 
 
 def test_heads_reject_bad_inputs():

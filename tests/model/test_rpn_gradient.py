@@ -250,3 +250,24 @@ def test_xla_config_builds_the_dense_rpn(tmp_path):
         XLA = True
     model = MaskRCNN(mode="training", config=XlaConfig(), model_dir=str(tmp_path))
     assert model.keras_model.get_layer("rpn_model").sparse_gradient is False
+
+
+def test_the_training_pass_runs_winograd_without_xla():
+    """Over 256 channels the shared convolution runs by Winograd's algorithm; in training in
+    its XLA-free form (XLA's compiler would cost the process ~300 MiB), at inference compiled."""
+    model = build_rpn_model(anchor_stride=1, anchors_per_location=3, depth=256,
+                            conv_channels=16)
+    spec = tf.TensorSpec([2, 32, 32, 256], tf.float32)   # MIN_TRAINING_PIXELS
+
+    def compiled_calls(training):
+        graph = tf.function(lambda x: model(x, training=training)).get_concrete_function(
+            spec).graph
+        ops = graph.get_operations()
+        return ([op for op in ops if "_XlaMustCompile" in op.node_def.attr
+                 and op.node_def.attr["_XlaMustCompile"].b],
+                {op.type for op in ops})
+
+    calls, types = compiled_calls(True)
+    assert not calls and "ExtractImagePatches" in types and "Conv2D" not in types
+    calls, _ = compiled_calls(False)
+    assert calls

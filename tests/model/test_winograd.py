@@ -141,7 +141,7 @@ def test_dynamic_shapes_and_bfloat16():
                                rtol=0.05, atol=0.1)
 
 
-def test_which_convolutions_use_it():
+def test_which_convolutions_use_it(monkeypatch):
     def applies(shape, kernel=(3, 3), strides=(1, 1), padding="same"):
         return winograd_applies(shape, kernel, strides, padding, (1, 1), 1, "channels_last")
 
@@ -154,10 +154,14 @@ def test_which_convolutions_use_it():
     with direct_convolutions():
         assert not applies((1, 64, 64, 256))
     assert applies((1, 64, 64, 256))
-    # Training: over maps whose size is known when traced (the chunks bound the memory),
+    # Training: only with the compiled training form switched on (XLA's memory, module
+    # docstring), over maps whose size is known when traced (the chunks bound the memory),
     # from MIN_TRAINING_MAP pixels per image.
     train = dict(kernel_size=(3, 3), strides=(1, 1), padding="same", dilation_rate=(1, 1),
                  groups=1, data_format="channels_last", training=True)
+    assert winograd.COMPILED_TRAINING is False
+    assert not winograd_applies((2, 128, 128, 256), **train)
+    monkeypatch.setattr(winograd, "COMPILED_TRAINING", True)
     assert winograd_applies((2, 128, 128, 256), **train)  # P2 of 512 x 512 batch 2
     assert not winograd_applies((None, 128, 128, 256), **train)
     assert not winograd_applies((2, 128, 128, 128), **train)
@@ -198,6 +202,8 @@ def _step_op_types(layer, shape):
 
 def test_feature_conv_uses_it_with_its_gradient_in_training(conv_pair, monkeypatch):
     shape, ours, plain = conv_pair
+    assert "Conv2D" in _step_op_types(ours, shape)   # by default training is direct
+    monkeypatch.setattr(winograd, "COMPILED_TRAINING", True)
     monkeypatch.setattr(winograd, "MIN_TRAINING_MAP", 6 * 5)
     inference = _op_types(lambda x: ours(x, training=False), shape)
     assert "BatchMatMulV2" in inference and "Conv2D" not in inference
