@@ -172,7 +172,8 @@ class FeatureConv2D(keras.layers.Conv2D):
         ``bias`` in ``inputs``'s dtype."""
         form = self._winograd_form(inputs, training)
         if form is not None:
-            return winograd_conv2d(inputs, kernel, bias, output_tile=form[0], compiled=form[1])
+            return winograd_conv2d(inputs, kernel, bias, output_tile=form[0], compiled=form[1],
+                                   defer_kernel_transform=bool(training))
         return self._forward(inputs, kernel, bias)
 
     def _winograd_form(self, inputs, training):
@@ -199,7 +200,7 @@ class FeatureConv2D(keras.layers.Conv2D):
         if form is not None:
             # Forward and gradient by Winograd's algorithm (mrcnn/model/winograd.py).
             outputs = winograd_conv2d(inputs, kernel, bias, output_tile=form[0],
-                                      compiled=form[1])
+                                      compiled=form[1], defer_kernel_transform=bool(training))
         elif self._gemm_gradient_applies():
             outputs = self._with_gemm_filter_gradient(inputs, kernel, bias)
         else:

@@ -360,12 +360,14 @@ class _Tiling:
         return tf.stack([self.batch, end - first, self.tiles_w])
 
 
-def _winograd_forward(x, kernel, bias, tiling):
+def _winograd_forward(x, kernel, bias, tiling, defer_kernel_transform=False):
     m = tiling.m
-    # The kernel transform depends on weights only: the executor would run it at the start
-    # of the step and hold it until x exists (the RPN's, 36 x 256 x 512 values at F(4 x 4,
-    # 3 x 3), once per pyramid level: 94 MiB live at a 512 x 512 training step's memory peak).
-    with tf.control_dependencies([x]):
+    # The kernel transform depends on weights only: the executor runs it at the start of the
+    # call and holds it until x exists. At inference that lets it fill idle cores early; in a
+    # training step it held the RPN's (36 x 256 x 512 values at F(4 x 4, 3 x 3), once per
+    # pyramid level) at the memory peak, 94 MiB at 512 x 512 batch 2: deferred, it runs
+    # when x exists.
+    with tf.control_dependencies([x] if defer_kernel_transform else []):
         u = _kernel_transform(kernel, m=m)
     padded = tiling.pad(x)
     outputs = []
@@ -413,7 +415,8 @@ def _winograd_backward(x, kernel, dy, tiling):
     return dx, _kernel_transform_adjoint(du)
 
 
-def winograd_conv2d(x, kernel, bias=None, output_tile=2, compiled=True):
+def winograd_conv2d(x, kernel, bias=None, output_tile=2, compiled=True,
+                    defer_kernel_transform=False):
     """``tf.nn.conv2d(x, kernel, 1, "SAME")`` (+ ``bias``) by F(m x m, 3 x 3), m =
     ``output_tile``, with a gradient by F(2 x 2, 3 x 3) whichever m ran forward.
 
@@ -443,6 +446,10 @@ def winograd_conv2d(x, kernel, bias=None, output_tile=2, compiled=True):
         bias: optional ``[F]``.
         output_tile: 2 or 4.
         compiled: False for the forward pass without XLA (see above).
+        defer_kernel_transform: True to transform the kernel only when ``x`` exists (in
+            training, where a transform made at the start of the step would be held to the
+            memory peak); False lets it run early (inference). The XLA-free form always
+            defers.
     Returns:
         ``[N, H, W, F]`` in ``x``'s dtype.
     """
@@ -459,7 +466,7 @@ def winograd_conv2d(x, kernel, bias=None, output_tile=2, compiled=True):
     @tf.custom_gradient
     def conv(x, kernel, *bias):
         b = bias[0] if with_bias else tf.zeros([tf.shape(kernel)[-1]], x.dtype)
-        y = _winograd_forward(x, kernel, b, tiling)
+        y = _winograd_forward(x, kernel, b, tiling, defer_kernel_transform)
 
         def grad(dy):
             gradient_tiling = _Tiling(x, kernel.shape[3], GRADIENT_CHUNK_BYTES)  # m = 2

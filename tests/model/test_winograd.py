@@ -229,3 +229,21 @@ def test_feature_conv_outputs_and_gradients_equal_the_convolution(conv_pair):
     # and gradient (the same as in training over this static shape).
     for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(ours, x)):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("defer", [False, True])
+def test_the_kernel_transform_waits_for_the_input_only_when_deferred(defer):
+    """In training the kernel transform is tied to x (not made at the start of the step and
+    held to the memory peak); at inference it may run as early as the executor likes."""
+    def fn(x, k):
+        return winograd_conv2d(tf.nn.relu(x), k, output_tile=4, defer_kernel_transform=defer)
+
+    graph = tf.function(fn).get_concrete_function(
+        tf.TensorSpec([1, 8, 8, 4]), tf.TensorSpec([3, 3, 4, 5])).graph
+    kernel = graph.inputs[1].name
+    transforms = [op for op in graph.get_operations()   # the compiled call that takes k
+                  if op.type.endswith("PartitionedCall")
+                  and kernel in [t.name for t in op.inputs]]
+    assert len(transforms) == 1
+    waits = [c.type for c in transforms[0].control_inputs]
+    assert waits == (["Relu"] if defer else [])
