@@ -21,7 +21,8 @@ $(STAMP): setup.py requirements.txt
 install: $(STAMP)
 
 # One pytest worker per CPU core, each taking whole test files (module-scoped models are built
-# once per file). The suite: 10.5 minutes on the 2-core AVX-512 host (2026-12-02).
+# once per file). The suite: 10.5 minutes on the 2-core AVX-512 host (2026-12-02); 10.3-14.7
+# minutes on a Zen 4 host whose speed drifted during the day (1,099 tests, 2026-12-07).
 # PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= auto
 test: $(STAMP)

@@ -31,8 +31,9 @@ XLA-free form of :mod:`mrcnn.model.winograd_matrix` (the transforms as matrix pr
 F(4 x 4, 3 x 3), :data:`TRAINING_OUTPUT_TILE`) over at least :data:`MIN_TRAINING_PIXELS` output
 pixels: XLA's CPU compiler costs a process about 300 MiB of resident memory however little it
 compiles, more than a training step can spare against torchvision's peak RSS. At 512 x 512
-batch 2 it takes the FPN's P2-P4, stage 4's and the mask head's 3 x 3 convolutions (the step's
-figures with and without it: docs/benchmarks.md, "Issue 9, ninth pass").
+batch 2 it takes the FPN's P2-P4, stage 4's and the mask head's 3 x 3 convolutions: the step
+took 2.96-3.13 s against 3.65 s without it natively and 3.56-3.76 against 4.29 s under the AVX2
+cap, for about 90 MiB more peak RSS (Zen 4; docs/benchmarks.md, "Issue 9, ninth pass").
 The compiled form with its own gradient (:func:`winograd_conv2d`: the output gradient
 transformed like the products, ``dM = A dy A^T``, then 16 products for the input gradient,
 ``dV = dM U^T``, transformed back and overlap-added, and 16 for the kernel's, ``dU = V^T dM``
