@@ -4,9 +4,16 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_inference(tmp_path_factory):
-    """A tiny inference MaskRCNN (random weights) shared by the detect() and weights cases."""
+    """A tiny inference MaskRCNN (random weights) shared by the detect() and weights cases.
+
+    Seeded: the detect() cases need its random weights to give detections; unseeded, whether
+    they did depended on what earlier tests in the same worker had drawn (some orders gave
+    none, as do seeds 5 and 6)."""
+    import keras
+
     from mrcnn.model.maskrcnn import MaskRCNN
     from tests.reliability.tiny import TinyInferenceConfig
+    keras.utils.set_random_seed(0)
     return MaskRCNN(mode="inference", config=TinyInferenceConfig(),
                     model_dir=str(tmp_path_factory.mktemp("tiny_inference_logs")))
 
