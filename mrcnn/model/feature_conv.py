@@ -38,7 +38,7 @@ from mrcnn.model import recomputed_norm
 from mrcnn.model.folded_norm import fold_kernel_and_bias, folded_norm
 from mrcnn.model.row_bands import (row_band_conv2d, row_bands_apply,
                                    strided_1x1_row_band_conv2d)
-from mrcnn.model.winograd import (TRAINING_OUTPUT_TILE, output_tile, uncompiled_training_applies,
+from mrcnn.model.winograd import (TRAINING_OUTPUT_TILE, matrix_training_applies, output_tile,
                                   winograd_applies, winograd_conv2d)
 
 __all__ = ["FeatureConv2D", "gemm_filter_gradient"]
@@ -170,11 +170,18 @@ class FeatureConv2D(keras.layers.Conv2D):
         its forward pass (Winograd's where it applies, in training without XLA), for callers
         that compute the gradient themselves (mrcnn/model/rpn_gradient.py). ``kernel`` and
         ``bias`` in ``inputs``'s dtype."""
+        outputs = self._winograd_call(inputs, kernel, bias, training)
+        return outputs if outputs is not None else self._forward(inputs, kernel, bias)
+
+    def _winograd_call(self, inputs, kernel, bias, training):
+        """The convolution by Winograd's algorithm, forward and gradient, in the form a call
+        over ``inputs`` with this ``training`` flag takes (:meth:`_winograd_form`); None where
+        the convolution is direct."""
         form = self._winograd_form(inputs, training)
-        if form is not None:
-            return winograd_conv2d(inputs, kernel, bias, output_tile=form[0], compiled=form[1],
-                                   defer_kernel_transform=bool(training))
-        return self._forward(inputs, kernel, bias)
+        if form is None:
+            return None
+        return winograd_conv2d(inputs, kernel, bias, output_tile=form[0], compiled=form[1],
+                               defer_kernel_transform=bool(training))
 
     def _winograd_form(self, inputs, training):
         """``(output_tile, compiled)`` of the Winograd form a call over ``inputs`` with this
@@ -184,7 +191,7 @@ class FeatureConv2D(keras.layers.Conv2D):
         args = self._conv_args(inputs)
         if winograd_applies(*args, training=training):
             return output_tile(training), True
-        if training and uncompiled_training_applies(*args, inputs.dtype):
+        if training and matrix_training_applies(*args, inputs.dtype):
             return TRAINING_OUTPUT_TILE, False
         return None
 
@@ -196,16 +203,14 @@ class FeatureConv2D(keras.layers.Conv2D):
             kernel, bias = fold_kernel_and_bias(kernel, bias, norm)
         kernel = tf.cast(kernel, inputs.dtype)
         bias = tf.cast(bias, inputs.dtype) if bias is not None else None
-        form = self._winograd_form(inputs, training)
-        if form is not None:
-            # Forward and gradient by Winograd's algorithm (mrcnn/model/winograd.py).
-            outputs = winograd_conv2d(inputs, kernel, bias, output_tile=form[0],
-                                      compiled=form[1], defer_kernel_transform=bool(training))
-        elif self._gemm_gradient_applies():
-            outputs = self._with_gemm_filter_gradient(inputs, kernel, bias)
-        else:
-            # Differentiated through whichever form _forward took.
-            outputs = self._forward(inputs, kernel, bias)
+        # Forward and gradient by Winograd's algorithm where it applies (mrcnn/model/winograd.py).
+        outputs = self._winograd_call(inputs, kernel, bias, training)
+        if outputs is None:
+            if self._gemm_gradient_applies():
+                outputs = self._with_gemm_filter_gradient(inputs, kernel, bias)
+            else:
+                # Differentiated through whichever form _forward took.
+                outputs = self._forward(inputs, kernel, bias)
         outputs = self.activation(outputs) if self.activation is not None else outputs
         if training and norm is None and recomputed_norm.recompute_applies(self, training):
             # The linked BatchNorm may recompute this output in its gradient instead of

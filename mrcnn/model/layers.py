@@ -73,8 +73,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     With batch statistics (training, ``train_bn`` not False) the layer computes what Keras'
     does, with the backward pass as one fused op (:mod:`mrcnn.model.batch_norm_grad`), which
     recomputes the layer's input from the linked convolution's where that is cheap
-    (:mod:`mrcnn.model.recomputed_norm`) instead of keeping it; synchronized (``SYNC_BATCH_NORM``), renormalising, masked or non-last-axis calls are
-    Keras' own.
+    (:mod:`mrcnn.model.recomputed_norm`) instead of keeping it; synchronized
+    (``SYNC_BATCH_NORM``), renormalising, masked or non-last-axis calls are Keras' own.
 
     Linked to the convolution before it (:func:`mrcnn.model.folded_norm.link`, done by the
     model builder) and with ``folded_norm.FOLD_BATCH_NORM`` on (off by default), the layer is

@@ -105,9 +105,10 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=51
         sparse_gradient: in training, compute the gradient at the sampled anchors'
             positions only (:class:`RpnModel`); False for XLA-compiled steps.
     Returns:
-        :class:`RpnModel` with input ``input_rpn_feature_map`` ``[B, h, w, depth]`` (any h, w) and outputs
-        ``[rpn_class_logits [B, A_l, 2], rpn_probs [B, A_l, 2] (softmax, index 1 = foreground),
-        rpn_bbox [B, A_l, 4] (dy, dx, log dh, log dw), still scaled by RPN_BBOX_STD_DEV]`` with
+        :class:`RpnModel` with input ``input_rpn_feature_map`` ``[B, h, w, depth]`` (any h, w)
+        and outputs ``[rpn_class_logits [B, A_l, 2], rpn_probs [B, A_l, 2] (softmax, index 1
+        = foreground), rpn_bbox [B, A_l, 4] (dy, dx, log dh, log dw), still scaled by
+        RPN_BBOX_STD_DEV]`` with
         ``A_l = ceil(h / anchor_stride) * ceil(w / anchor_stride) * anchors_per_location``.
     """
     for arg, value in (("anchor_stride", anchor_stride),

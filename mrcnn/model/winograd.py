@@ -54,10 +54,9 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["WINOGRAD", "MIN_CHANNELS", "COMPILED_TRAINING", "MATRIX_TRAINING",
-           "MIN_TRAINING_MAP", "INFERENCE_OUTPUT_TILE", "TRAINING_OUTPUT_TILE", "MIN_TRAINING_PIXELS",
-           "uncompiled_training_applies",
-           "direct_convolutions", "output_tile", "winograd_applies",
-           "winograd_conv2d", "winograd_conv2d_numpy"]
+           "MIN_TRAINING_MAP", "INFERENCE_OUTPUT_TILE", "TRAINING_OUTPUT_TILE",
+           "MIN_TRAINING_PIXELS", "matrix_training_applies", "direct_convolutions", "output_tile",
+           "winograd_applies", "winograd_conv2d", "winograd_conv2d_numpy"]
 
 #: False: every convolution is direct (read when a model is traced; for comparisons, e.g.
 #: ``scripts/benchmark.py --no-winograd``).
@@ -72,7 +71,7 @@ MIN_CHANNELS = 256
 #: (:func:`winograd_conv2d`) over maps of at least :data:`MIN_TRAINING_MAP` pixels. Off by
 #: default: XLA's CPU compiler raised the process's peak RSS by about 300 MiB however little it
 #: compiled (docs/benchmarks.md, "Issue 9, ninth pass"), and the XLA-free form
-#: (:func:`uncompiled_training_applies`) is as fast on these convolutions.
+#: (:func:`matrix_training_applies`) is as fast on these convolutions.
 COMPILED_TRAINING = False
 
 #: Pixels per image (H * W, known when traced, as the batch) from which training uses the
@@ -84,7 +83,7 @@ MIN_TRAINING_MAP = 64 * 64
 #: --no-matrix-winograd``).
 MATRIX_TRAINING = True
 
-#: Output tile of the XLA-free training form (:func:`uncompiled_training_applies`): forward,
+#: Output tile of the XLA-free training form (:func:`matrix_training_applies`): forward,
 #: input and filter gradient by F(4 x 4, 3 x 3), each within about 1e-5 of the direct
 #: convolution's range (float32); F(2 x 2, 3 x 3) without XLA saved too little.
 TRAINING_OUTPUT_TILE = 4
@@ -158,7 +157,7 @@ def winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, 
             and height * width >= MIN_TRAINING_MAP)
 
 
-def uncompiled_training_applies(input_shape, kernel_size, strides, padding, dilation_rate,
+def matrix_training_applies(input_shape, kernel_size, strides, padding, dilation_rate,
                                 groups, data_format, dtype):
     """Whether a convolution in training takes the XLA-free Winograd form (forward and
     gradients, :func:`winograd_conv2d` with ``compiled=False``): where :func:`winograd_applies`
@@ -436,7 +435,7 @@ def winograd_conv2d(x, kernel, bias=None, output_tile=2, compiled=True,
 
     With ``compiled=False`` it runs without XLA, the transforms as matrix products, with a
     gradient by the same form and tile (:mod:`mrcnn.model.winograd_matrix`);
-    training uses it (:func:`uncompiled_training_applies`). XLA's CPU compiler costs a process
+    training uses it (:func:`matrix_training_applies`). XLA's CPU compiler costs a process
     about 300 MiB of resident memory however little it compiles (docs/benchmarks.md, "Issue 9,
     ninth pass").
 

@@ -34,16 +34,28 @@ from mrcnn.model.winograd import _ALGORITHMS, _Tiling
 __all__ = ["matrix_forward", "matrix_filter_gradient", "matrix_winograd_conv2d"]
 
 
+def _input_transform(padded_rows, input_matrix, m):
+    """``V [t * t, P, C]`` of the t x t input tiles (t = m + 2, stride m) of ``padded_rows``
+    ``[N, rows, cols, C]``: ``tf.image.extract_patches`` cuts them, one product by
+    ``input_matrix = kron(B^T, B^T)`` transforms them all."""
+    t = m + 2
+    channels = int(padded_rows.shape[-1])
+    patches = tf.image.extract_patches(padded_rows, [1, t, t, 1], [1, m, m, 1], [1, 1, 1, 1],
+                                       "VALID")
+    # [P, t2, C] -> [t2, P * C], then one product (faster than an einsum on both ISAs).
+    v = tf.transpose(tf.reshape(patches, [-1, t * t, channels]), [1, 0, 2])
+    return tf.reshape(tf.matmul(input_matrix, tf.reshape(v, [t * t, -1])), [t * t, -1, channels])
+
+
 def matrix_forward(x, kernel, bias, tiling):
     """``conv2d(x, kernel, 1, "SAME") + bias`` by F(m x m, 3 x 3), m = ``tiling.m`` (a
     :class:`mrcnn.model.winograd._Tiling` of ``x``), each transform one matrix product by the
     Kronecker square of its matrix (``kron(B^T, B^T)`` on the input tiles extracted as
     patches, ``kron(G, G)``, ``kron(A^T, A^T)``), plus a transpose that puts the output blocks
     in place. ``bias`` ``[F]`` or a scalar. More memory passes than the compiled transforms'
-    one each, but no XLA: on the
-    RPN's 256 -> 512 convolution over P2 of a 512 x 512 batch of 2, F(4 x 4, 3 x 3) took 177
-    ms this way and 172 ms compiled (direct convolution 377 ms; docs/benchmarks.md, "Issue 9,
-    ninth pass")."""
+    one each, but no XLA: on the RPN's 256 -> 512 convolution over P2 of a 512 x 512 batch of
+    2, F(4 x 4, 3 x 3) took 177 ms this way and 172 ms compiled (direct convolution 377 ms;
+    docs/benchmarks.md, "Issue 9, ninth pass")."""
     m = tiling.m
     algorithm, t = _ALGORITHMS[m], _ALGORITHMS[m].tile
     channels, filters = int(kernel.shape[2]), int(kernel.shape[3])
@@ -58,12 +70,7 @@ def matrix_forward(x, kernel, bias, tiling):
     outputs = []
     for first, end in tiling.chunks:
         with tf.control_dependencies(outputs[-1:]):
-            patches = tf.image.extract_patches(tiling.rows(padded, first, end), [1, t, t, 1],
-                                               [1, m, m, 1], [1, 1, 1, 1], "VALID")
-        # [P, t2, C] -> [t2, P * C], then one product (faster than an einsum on both ISAs).
-        v = tf.transpose(tf.reshape(patches, [-1, t * t, channels]), [1, 0, 2])
-        v = tf.reshape(tf.matmul(input_matrix, tf.reshape(v, [t * t, -1])),
-                       [t * t, -1, channels])
+            v = _input_transform(tiling.rows(padded, first, end), input_matrix, m)
         blocks = tf.matmul(output_matrix, tf.reshape(tf.matmul(v, u), [t * t, -1]))
         blocks = tf.reshape(blocks, [m, m, tiling.batch, end - first, tiling.tiles_w, filters])
         # [m (a), m (b), N, rows, tw, F] -> [N, rows, m (a), tw, m (b), F] -> image rows.
@@ -93,11 +100,7 @@ def matrix_filter_gradient(x, dy, tiling):
     du = None
     for first, end in tiling.chunks:
         with tf.control_dependencies([] if du is None else [du]):
-            patches = tf.image.extract_patches(tiling.rows(padded, first, end), [1, t, t, 1],
-                                               [1, m, m, 1], [1, 1, 1, 1], "VALID")
-        v = tf.transpose(tf.reshape(patches, [-1, t * t, channels]), [1, 0, 2])
-        v = tf.reshape(tf.matmul(input_matrix, tf.reshape(v, [t * t, -1])),
-                       [t * t, -1, channels])
+            v = _input_transform(tiling.rows(padded, first, end), input_matrix, m)
         # The chunk's output gradient as m x m blocks: [m (a), m (b), N, rows, tw, F].
         blocks = tf.reshape(dy[:, m * first:m * end],
                             [tiling.batch, end - first, m, tiling.tiles_w, m, filters])

@@ -1,4 +1,5 @@
-"""Shared check for convolution layers that must equal ``keras.layers.Conv2D`` exactly."""
+"""Shared checks for convolution layers: equality with ``keras.layers.Conv2D``, and which ops
+call XLA-compiled functions."""
 import numpy as np
 import tensorflow as tf
 
@@ -13,3 +14,9 @@ def outputs_and_gradients(layer, x):
         loss = tf.reduce_sum(y * tf.reshape(tf.range(tf.size(y), dtype=y.dtype), tf.shape(y)))
     dx, dkernel, dbias = tape.gradient(loss, [x, layer.kernel, layer.bias])
     return [np.asarray(t) for t in (y, dx, dkernel, dbias)]
+
+
+def xla_compiled_calls(graph):
+    """Ops of a traced ``graph`` that call an XLA-compiled function (``jit_compile=True``)."""
+    return [op for op in graph.get_operations()
+            if "_XlaMustCompile" in op.node_def.attr and op.node_def.attr["_XlaMustCompile"].b]

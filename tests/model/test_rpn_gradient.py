@@ -11,6 +11,7 @@ from mrcnn.model.maskrcnn import MaskRCNN
 from mrcnn.model.rpn import RpnModel, build_rpn_model
 from mrcnn.model.rpn_gradient import rpn_head_with_sparse_gradient
 from samples.shapes.shapes import make_dataset
+from tests.model.conv_checks import xla_compiled_calls
 
 
 def _relative(a, b):
@@ -262,10 +263,7 @@ def test_the_training_pass_runs_winograd_without_xla():
     def compiled_calls(training):
         graph = tf.function(lambda x: model(x, training=training)).get_concrete_function(
             spec).graph
-        ops = graph.get_operations()
-        return ([op for op in ops if "_XlaMustCompile" in op.node_def.attr
-                 and op.node_def.attr["_XlaMustCompile"].b],
-                {op.type for op in ops})
+        return xla_compiled_calls(graph), {op.type for op in graph.get_operations()}
 
     calls, types = compiled_calls(True)
     assert not calls and "ExtractImagePatches" in types and "Conv2D" not in types

@@ -8,6 +8,7 @@ import tensorflow as tf
 from mrcnn.model import winograd
 from mrcnn.model.winograd import winograd_conv2d, winograd_conv2d_numpy
 from mrcnn.model.winograd_matrix import matrix_winograd_conv2d
+from tests.model.conv_checks import xla_compiled_calls
 
 
 def _rand(*shape, seed=0):
@@ -16,9 +17,7 @@ def _rand(*shape, seed=0):
 
 def _compiled_calls(fn, *specs):
     """Ops of ``fn``'s traced graph that call an XLA-compiled function."""
-    graph = tf.function(fn).get_concrete_function(*specs).graph
-    return [op for op in graph.get_operations()
-            if "_XlaMustCompile" in op.node_def.attr and op.node_def.attr["_XlaMustCompile"].b]
+    return xla_compiled_calls(tf.function(fn).get_concrete_function(*specs).graph)
 
 
 def _gradients(conv, x, k, b, dy):
@@ -111,7 +110,7 @@ def test_gradients_in_chunks_and_with_a_batch_unknown_when_traced(monkeypatch):
 def test_which_training_convolutions_take_it(monkeypatch):
     args = dict(kernel_size=(3, 3), strides=(1, 1), padding="same", dilation_rate=(1, 1),
                 groups=1, data_format="channels_last")
-    applies = winograd.uncompiled_training_applies
+    applies = winograd.matrix_training_applies
     assert applies((2, 32, 32, 256), dtype="float32", **args)       # 2048 output pixels
     assert not applies((2, 16, 16, 512), dtype="float32", **args)   # stage 5 at 512 x 512
     assert applies((None, 14, 14, 256), dtype="float32", **args)    # mask head, ROIs unknown
