@@ -18,17 +18,23 @@ $(STAMP): setup.py requirements.txt
 	$(PY) -m pip install -e '.[test,augment]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# mrcnn's native TensorFlow kernels (mrcnn/native), compiled against the installed TensorFlow;
+# without a C++ compiler the build says so and mrcnn runs without them (slower inference).
+NATIVE_LIB := mrcnn/native/_mrcnn_native_ops.so
+$(NATIVE_LIB): $(STAMP) mrcnn/native/winograd_transforms.cc mrcnn/native/build.py
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m mrcnn.native.build
+
+install: $(STAMP) $(NATIVE_LIB)
 
 # One pytest worker per CPU core, each taking whole test files (module-scoped models are built
 # once per file). The suite: 10.5 minutes on the 2-core AVX-512 host (2026-12-02); 10.3-14.7
 # minutes on a Zen 4 host whose speed drifted during the day (1,099 tests, 2026-12-07).
 # PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= auto
-test: $(STAMP)
+test: $(STAMP) $(NATIVE_LIB)
 	$(PY) -m pytest -q tests -n $(PYTEST_WORKERS) --dist loadfile
 
-demo: $(STAMP)
+demo: $(STAMP) $(NATIVE_LIB)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m samples.shapes.shapes demo --total-steps $(DEMO_STEPS) \
 		$(if $(DEMO_MINUTES),--minutes $(DEMO_MINUTES)) \
 		--steps 100 --train-images 1000 --limit 100 --pictures 8 \
@@ -37,8 +43,8 @@ demo: $(STAMP)
 # Execute every notebook from a fresh kernel into notebooks/executed/ (with outputs, for reading).
 # NOTEBOOK_FLAGS=--quick runs the short CI version.
 NOTEBOOK_FLAGS ?=
-notebooks: $(STAMP)
+notebooks: $(STAMP) $(NATIVE_LIB)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) notebooks/execute.py --out notebooks/executed $(NOTEBOOK_FLAGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(NATIVE_LIB)

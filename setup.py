@@ -22,6 +22,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["mrcnn", "mrcnn.*"]),
     install_requires=read_requirements(),
+    # The native kernels' C++ source, built on the installing machine (python -m
+    # mrcnn.native.build; make install runs it).
+    package_data={"mrcnn.native": ["*.cc"]},
     extras_require={
         # nbclient, nbformat, ipykernel: the notebooks run in CI (tests/notebooks).
         # tensorflow-serving-api: the gRPC PredictRequest test of docs/deploy.md.

@@ -51,9 +51,13 @@ def parse_args(argv=None):
     ap.add_argument("--fold-bn", action="store_true",
                     help="BatchNorm folded into the convolution before it where it uses its "
                          "moving statistics (mrcnn.model.folded_norm.FOLD_BATCH_NORM = True)")
-    ap.add_argument("--winograd-tile", type=int, default=0, choices=[0, 2, 4],
-                    help="Winograd output tile: 4 = F(4x4,3x3), 2 = F(2x2,3x3), 0 = the "
-                         "default (mrcnn.model.winograd.INFERENCE_OUTPUT_TILE)")
+    ap.add_argument("--winograd-tile", type=int, default=0, choices=[0, 2, 4, 6],
+                    help="Winograd output tile: 4 = F(4x4,3x3), 2 = F(2x2,3x3), 6 = "
+                         "F(6x6,3x3), 0 = the default (mrcnn.model.winograd."
+                         "INFERENCE_OUTPUT_TILE)")
+    ap.add_argument("--no-native", action="store_true",
+                    help="Winograd's transforms XLA-compiled, not mrcnn's native kernels "
+                         "(mrcnn.native.ENABLED = False; for comparisons)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json-out", default="", help="also write the JSON result here")
     return ap.parse_args(argv)
@@ -147,12 +151,14 @@ def main(argv=None):
     isa = onednn_isa()
     tf = configure_threads(args.threads)
     import numpy as np
+    from mrcnn import native
     from mrcnn.model import folded_norm, row_bands, winograd
     from mrcnn.model.maskrcnn import MaskRCNN
 
     row_bands.ROW_BANDS = not args.no_row_bands
     winograd.WINOGRAD = not args.no_winograd
     folded_norm.FOLD_BATCH_NORM = args.fold_bn
+    native.ENABLED = not args.no_native
     if args.winograd_tile:
         winograd.INFERENCE_OUTPUT_TILE = args.winograd_tile
     config = make_config(args)
@@ -180,6 +186,7 @@ def main(argv=None):
         "row_bands": row_bands.ROW_BANDS, "winograd": winograd.WINOGRAD,
         "fold_bn": folded_norm.FOLD_BATCH_NORM,
         "winograd_output_tile": winograd.INFERENCE_OUTPUT_TILE,
+        "native_transforms": native.winograd_ops() is not None,
         "threads": args.threads, "runs": args.runs, "warmup": args.warmup,
         "isa": isa, "cpu": cpu_summary(),
         "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),

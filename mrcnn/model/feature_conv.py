@@ -189,7 +189,7 @@ class FeatureConv2D(keras.layers.Conv2D):
         the compiled form at inference (and in training if switched on), the XLA-free one in
         training where it applies."""
         args = self._conv_args(inputs)
-        if winograd_applies(*args, training=training):
+        if winograd_applies(*args, training=training, dtype=inputs.dtype):
             return output_tile(training), True
         if training and matrix_training_applies(*args, inputs.dtype):
             return TRAINING_OUTPUT_TILE, False

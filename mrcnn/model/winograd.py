@@ -10,14 +10,26 @@ instead of 36::
 so the convolution becomes 16 independent matrix products ``V[k] @ U[k]``, ``[P, C] @ [C, F]``
 (P = number of 2 x 2 output tiles), 2.25 times less arithmetic, plus the transforms of the
 input (``B^T d B``), the kernel (``G g G^T``) and the output (``A^T m A``), which are additions
-and halvings only. The transforms are XLA-compiled (``jit_compile=True``): XLA fuses the strided
-slices and additions of each into one pass over memory, where as separate TensorFlow ops they
-cost more than the products saved. The products run on oneDNN's matrix kernels.
+and halvings only. The products run on oneDNN's matrix kernels. At inference in float32 the
+input and output transforms are mrcnn's native kernels where the library is built
+(mrcnn/native/winograd_transforms.cc, :func:`native_transforms`): each tile read once and
+written to every plane, one pass over memory each, the padding read as zeros and the output
+written cropped, and the kernel transform one matrix product by ``kron(G, G)``; no XLA. Else
+(other dtypes, training's compiled form, inside XLA, no library) the transforms are
+XLA-compiled (``jit_compile=True``): XLA fuses the strided slices and additions of each, where
+as separate TensorFlow ops they cost more than the products saved, but writes its output plane
+by plane, reading the input again for each. With the native transforms a 1024 x 1024
+detection took 0.88 of the time under ``ONEDNN_MAX_CPU_ISA=AVX2`` and 0.86 natively, and
+with them stages 2 and 3 gain too (:data:`MIN_NATIVE_CHANNELS`; docs/benchmarks.md,
+"Issue 9, tenth pass").
 
 F(2 x 2, 3 x 3) is exact in real arithmetic; in float32 its results differ from the direct
 convolution's by about 1e-6 of the output's range, the size of the difference between two
 direct kernels. F(4 x 4, 3 x 3), used at inference, saves more (36 products per 4 x 4 output
-pixels against 64) and differs by 1.2-1.7e-5 of the range. oneDNN has Winograd kernels
+pixels against 64) and differs by 1.2-1.7e-5 of the range. F(6 x 6, 3 x 3) (64 per 6 x 6,
+about 1e-5 of the range) is there for comparison (``scripts/benchmark.py --winograd-tile 6``):
+its larger transforms cost more than the products it saves (a detection 1.03 times slower
+under the AVX2 cap, tenth pass). oneDNN has Winograd kernels
 of its own only for AVX-512, and TensorFlow's convolutions did not use them (ONEDNN_VERBOSE).
 
 Measured (docs/benchmarks.md, "Issue 9, fifth pass"; one call per shape, 2 threads): on the
@@ -53,10 +65,12 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["WINOGRAD", "MIN_CHANNELS", "COMPILED_TRAINING", "MATRIX_TRAINING",
-           "MIN_TRAINING_MAP", "INFERENCE_OUTPUT_TILE", "TRAINING_OUTPUT_TILE",
+from mrcnn import native
+
+__all__ = ["WINOGRAD", "MIN_CHANNELS", "MIN_NATIVE_CHANNELS", "COMPILED_TRAINING",
+           "MATRIX_TRAINING", "MIN_TRAINING_MAP", "INFERENCE_OUTPUT_TILE", "TRAINING_OUTPUT_TILE",
            "MIN_TRAINING_PIXELS", "matrix_training_applies", "direct_convolutions", "output_tile",
-           "winograd_applies", "winograd_conv2d", "winograd_conv2d_numpy"]
+           "native_transforms", "winograd_applies", "winograd_conv2d", "winograd_conv2d_numpy"]
 
 #: False: every convolution is direct (read when a model is traced; for comparisons, e.g.
 #: ``scripts/benchmark.py --no-winograd``).
@@ -66,6 +80,12 @@ WINOGRAD = True
 #: large enough for them to outweigh the transforms (natively on AVX-512, 64 and 128 channels
 #: were slower than the direct convolution).
 MIN_CHANNELS = 256
+
+#: The same where mrcnn's native transforms run (:func:`native_transforms`: float32, outside
+#: XLA): with one pass over memory per transform, stages 2 and 3 of the ResNet (64 and 128
+#: channels) gained too: a 1024 x 1024 detection took 0.92 of the time with 256 under the
+#: AVX2 cap and 0.95 natively (Zen 4; docs/benchmarks.md, "Issue 9, tenth pass").
+MIN_NATIVE_CHANNELS = 64
 
 #: True: training uses the XLA-compiled F(2 x 2, 3 x 3) form with its own gradient
 #: (:func:`winograd_conv2d`) over maps of at least :data:`MIN_TRAINING_MAP` pixels. Off by
@@ -96,7 +116,8 @@ MIN_TRAINING_PIXELS = 2048
 
 #: Output tile side of the forward pass outside training: 4 is F(4 x 4, 3 x 3) (36 products
 #: per 4 x 4 outputs instead of 144, against F(2 x 2, 3 x 3)'s 16 per 2 x 2; less exact, see
-#: :func:`winograd_conv2d`); 2 is F(2 x 2, 3 x 3), which the compiled training form uses.
+#: :func:`winograd_conv2d`); 2 is F(2 x 2, 3 x 3), which the compiled training form uses; 6 is
+#: F(6 x 6, 3 x 3), measured slower (module docstring).
 INFERENCE_OUTPUT_TILE = 4
 
 
@@ -120,6 +141,22 @@ _ALGORITHMS = {
                      [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
                   at=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                       [0, 1, -1, 8, -8, 1]]),
+    # Interpolation points 0, 1, -1, 2, -2, 1/2, -1/2 and infinity.
+    6: _Algorithm(bt=[[1, 0, -21 / 4, 0, 21 / 4, 0, -1, 0],
+                      [0, 1, 1, -17 / 4, -17 / 4, 1, 1, 0],
+                      [0, -1, 1, 17 / 4, -17 / 4, -1, 1, 0],
+                      [0, 1 / 2, 1 / 4, -5 / 2, -5 / 4, 2, 1, 0],
+                      [0, -1 / 2, 1 / 4, 5 / 2, -5 / 4, -2, 1, 0],
+                      [0, 2, 4, -5 / 2, -5, 1 / 2, 1, 0],
+                      [0, -2, 4, 5 / 2, -5, -1 / 2, 1, 0],
+                      [0, -1, 0, 21 / 4, 0, -21 / 4, 0, 1]],
+                  g=[[1, 0, 0], [-2 / 9, -2 / 9, -2 / 9], [-2 / 9, 2 / 9, -2 / 9],
+                     [1 / 90, 1 / 45, 2 / 45], [1 / 90, -1 / 45, 2 / 45],
+                     [32 / 45, 16 / 45, 8 / 45], [32 / 45, -16 / 45, 8 / 45], [0, 0, 1]],
+                  at=[[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1 / 2, -1 / 2, 0],
+                      [0, 1, 1, 4, 4, 1 / 4, 1 / 4, 0], [0, 1, -1, 8, -8, 1 / 8, -1 / 8, 0],
+                      [0, 1, 1, 16, 16, 1 / 16, 1 / 16, 0],
+                      [0, 1, -1, 32, -32, 1 / 32, -1 / 32, 1]]),
 }
 # The gradient's transforms (adjoints) are those of F(2 x 2, 3 x 3).
 _BT, _G, _AT = _ALGORITHMS[2].bt, _ALGORITHMS[2].g, _ALGORITHMS[2].at
@@ -134,13 +171,36 @@ _TILE = 4   # input tile side of F(2 x 2, 3 x 3)
 _STEP = 2   # output tile side
 
 
+def native_transforms(dtype):
+    """mrcnn's native transform ops (mrcnn/native) where a forward pass in ``dtype`` traced
+    here uses them: float32, the library built and loaded, and not inside an XLA-compiled
+    function (XLA cannot compile them; its own transforms run there); else None."""
+    if dtype is None or tf.as_dtype(dtype) != tf.float32:
+        return None
+    ops = native.winograd_ops()
+    if ops is None or _in_xla_context():
+        return None
+    return ops
+
+
+def _in_xla_context():
+    """Whether the graph being traced is (within) an XLA-compiled function."""
+    try:
+        from tensorflow.python.framework import ops as framework_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # TensorFlow internals moved: assume not
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(framework_ops.get_default_graph())
+
+
 def winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, groups,
-                     data_format, training=False):
+                     data_format, training=False, dtype=None):
     """Whether a convolution over ``input_shape`` (as known when traced) uses the Winograd
     form: stride-1 "same" 3 x 3 convolutions, channels last, with at least
-    :data:`MIN_CHANNELS` input channels (known when traced); in training (a truthy
-    ``training``) only with :data:`COMPILED_TRAINING` and over maps of at least
-    :data:`MIN_TRAINING_MAP` pixels per image, with the batch known when traced too."""
+    :data:`MIN_CHANNELS` input channels (known when traced; at inference in a ``dtype`` that
+    the native transforms take, :func:`native_transforms`, :data:`MIN_NATIVE_CHANNELS`); in
+    training (a truthy ``training``) only with :data:`COMPILED_TRAINING` and over maps of at
+    least :data:`MIN_TRAINING_MAP` pixels per image, with the batch known when traced too."""
     if not WINOGRAD or data_format != "channels_last" or groups != 1:
         return False
     if tuple(kernel_size) != (3, 3) or tuple(strides) != (1, 1):
@@ -148,7 +208,9 @@ def winograd_applies(input_shape, kernel_size, strides, padding, dilation_rate, 
     if tuple(dilation_rate) != (1, 1) or padding != "same" or len(input_shape) != 4:
         return False
     channels = input_shape[3]
-    if channels is None or channels < MIN_CHANNELS:
+    native_inference = not training and native_transforms(dtype) is not None
+    if channels is None or channels < (MIN_NATIVE_CHANNELS if native_inference
+                                       else MIN_CHANNELS):
         return False
     if not training:
         return True
@@ -184,8 +246,9 @@ def output_tile(training):
 @contextlib.contextmanager
 def direct_convolutions():
     """Within this block, models traced use direct convolutions only. For graphs that leave
-    this process (SavedModel export): the transforms are XLA-compiled functions, which a
-    serving binary without XLA's CPU JIT could not run."""
+    this process (SavedModel export): the transforms are mrcnn's native ops or XLA-compiled
+    functions, which a serving binary (without this library or XLA's CPU JIT) could not
+    run."""
     global WINOGRAD
     before, WINOGRAD = WINOGRAD, False
     try:
@@ -360,8 +423,34 @@ class _Tiling:
         return tf.stack([self.batch, end - first, self.tiles_w])
 
 
+def _native_forward(x, kernel, bias, tiling, ops, defer_kernel_transform):
+    """:func:`_winograd_forward` with the input and output transforms of mrcnn's native
+    kernels (mrcnn/native/winograd_transforms.cc: one pass over the input and one over the
+    output; the padding is read as zeros, the output written cropped) and the kernel transform
+    as one matrix product by ``kron(G, G)``: no XLA. float32 only."""
+    m = tiling.m
+    t = m + 2
+    channels, filters = int(kernel.shape[2]), int(kernel.shape[3])
+    with tf.control_dependencies([x] if defer_kernel_transform else []):
+        g = _ALGORITHMS[m].g
+        u = tf.reshape(tf.matmul(tf.constant(np.kron(g, g), x.dtype), tf.reshape(kernel, [9, -1])),
+                       [t * t, channels, filters])
+    outputs = []
+    for first, end in tiling.chunks:
+        with tf.control_dependencies(outputs[-1:]):
+            v = ops.mrcnn_winograd_input_transform(x, tf.stack([first, end]), m=m)
+        rows = tf.minimum(m * end, tiling.height) - m * first
+        out_shape = tf.stack([tiling.batch, rows, tiling.width])
+        outputs.append(ops.mrcnn_winograd_output_transform(tf.matmul(v, u), bias, out_shape,
+                                                           m=m))
+    return outputs[0] if len(outputs) == 1 else tf.concat(outputs, axis=1)
+
+
 def _winograd_forward(x, kernel, bias, tiling, defer_kernel_transform=False):
     m = tiling.m
+    ops = native_transforms(x.dtype)
+    if ops is not None:
+        return _native_forward(x, kernel, bias, tiling, ops, defer_kernel_transform)
     # The kernel transform depends on weights only: the executor runs it at the start of the
     # call and holds it until x exists. At inference that lets it fill idle cores early; in a
     # training step it held the RPN's (36 x 256 x 512 values at F(4 x 4, 3 x 3), once per
@@ -444,7 +533,7 @@ def winograd_conv2d(x, kernel, bias=None, output_tile=2, compiled=True,
             dynamic, XLA compiles the transforms once per shape).
         kernel: ``[3, 3, C, F]`` in ``x``'s dtype.
         bias: optional ``[F]``.
-        output_tile: 2 or 4.
+        output_tile: 2, 4 or 6.
         compiled: False for the forward pass without XLA (see above).
         defer_kernel_transform: True to transform the kernel only when ``x`` exists (in
             training, where a transform made at the start of the step would be held to the

@@ -5,6 +5,7 @@ import pytest
 import keras
 import tensorflow as tf
 
+from mrcnn import native
 from mrcnn.model import winograd
 from mrcnn.model.feature_conv import FeatureConv2D
 from mrcnn.model.winograd import (direct_convolutions, winograd_applies, winograd_conv2d,
@@ -231,19 +232,38 @@ def test_feature_conv_outputs_and_gradients_equal_the_convolution(conv_pair):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("native_transforms", [False, True])
 @pytest.mark.parametrize("defer", [False, True])
-def test_the_kernel_transform_waits_for_the_input_only_when_deferred(defer):
+def test_the_kernel_transform_waits_for_the_input_only_when_deferred(defer, native_transforms,
+                                                                     monkeypatch):
     """In training the kernel transform is tied to x (not made at the start of the step and
-    held to the memory peak); at inference it may run as early as the executor likes."""
+    held to the memory peak); at inference it may run as early as the executor likes. With
+    the XLA-compiled transforms it is a compiled call taking k, with the native ones
+    (mrcnn/native) a product by kron(G, G) of k reshaped."""
+    if native_transforms and native.winograd_ops() is None:
+        pytest.skip("the native library is not built here (tests/native)")
+    monkeypatch.setattr(native, "ENABLED", native_transforms)
+
     def fn(x, k):
         return winograd_conv2d(tf.nn.relu(x), k, output_tile=4, defer_kernel_transform=defer)
 
     graph = tf.function(fn).get_concrete_function(
         tf.TensorSpec([1, 8, 8, 4]), tf.TensorSpec([3, 3, 4, 5])).graph
     kernel = graph.inputs[1].name
-    transforms = [op for op in graph.get_operations()   # the compiled call that takes k
-                  if op.type.endswith("PartitionedCall")
-                  and kernel in [t.name for t in op.inputs]]
+    takes_kernel = [op for op in graph.get_operations()
+                    if kernel in [t.name for t in op.inputs]]
+    kinds = ("Reshape",) if native_transforms else ("PartitionedCall", "StatefulPartitionedCall")
+    transforms = [op for op in takes_kernel if op.type in kinds]
     assert len(transforms) == 1
-    waits = [c.type for c in transforms[0].control_inputs]
-    assert waits == (["Relu"] if defer else [])
+    assert ("Relu" in _ancestor_types(transforms[0])) == defer
+
+
+def _ancestor_types(op):
+    """Types of the ops that ``op`` waits for, through inputs and control inputs."""
+    seen, todo = set(), list(op.control_inputs) + [t.op for t in op.inputs]
+    while todo:
+        current = todo.pop()
+        if current.name not in seen:
+            seen.add(current.name)
+            todo += list(current.control_inputs) + [t.op for t in current.inputs]
+    return {op.graph.get_operation_by_name(name).type for name in seen}
