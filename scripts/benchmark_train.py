@@ -70,6 +70,9 @@ def parse_args(argv=None):
     ap.add_argument("--no-matrix-winograd", action="store_true",
                     help="no XLA-free Winograd convolutions in training (mrcnn.model.winograd."
                          "MATRIX_TRAINING = False)")
+    ap.add_argument("--no-native", action="store_true",
+                    help="Winograd's transforms without mrcnn's native kernels (mrcnn.native."
+                         "ENABLED = False; for comparisons)")
     ap.add_argument("--compiled-training-winograd", action="store_true",
                     help="the XLA-compiled Winograd form with its gradient in training (mrcnn."
                          "model.winograd.COMPILED_TRAINING = True; off by default: XLA's memory)")
@@ -183,6 +186,7 @@ def run_child(name, args):
     import numpy as np
     from mrcnn.data.pipeline import (make_training_dataset, measure_pipeline_throughput,
                                      pyramid_anchors_for_config)
+    from mrcnn import native
     from mrcnn.model import (feature_conv, folded_norm, recomputed_norm, rpn_gradient,
                              winograd)
     from mrcnn.model.freed_memory import ReturnFreedMemory
@@ -194,6 +198,7 @@ def run_child(name, args):
     winograd.WINOGRAD = not args.no_winograd
     winograd.COMPILED_TRAINING = args.compiled_training_winograd
     winograd.MATRIX_TRAINING = not args.no_matrix_winograd
+    native.ENABLED = not args.no_native
     folded_norm.FOLD_BATCH_NORM = args.fold_bn
     rpn_gradient.SPARSE_RPN_GRADIENT = not args.dense_rpn_gradient
     recomputed_norm.RECOMPUTE_NORM_INPUT = not args.keep_norm_inputs
@@ -261,6 +266,7 @@ def run_child(name, args):
         "winograd": winograd.WINOGRAD, "fold_bn": folded_norm.FOLD_BATCH_NORM,
         "compiled_training_winograd": winograd.COMPILED_TRAINING,
         "matrix_training_winograd": winograd.MATRIX_TRAINING,
+        "native_transforms": native.winograd_ops() is not None,
         "sparse_rpn_gradient": rpn_gradient.SPARSE_RPN_GRADIENT,
         "recompute_norm_input": recomputed_norm.RECOMPUTE_NORM_INPUT, "seed": args.seed,
         "env": {k: os.environ[k] for k in os.environ
@@ -292,6 +298,7 @@ def main(argv=None):
         cmd += ["--keep-norm-inputs"] if args.keep_norm_inputs else []
         cmd += ["--compiled-training-winograd"] if args.compiled_training_winograd else []
         cmd += ["--no-matrix-winograd"] if args.no_matrix_winograd else []
+        cmd += ["--no-native"] if args.no_native else []
         cmd += ["--seed", str(args.seed)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -11,6 +11,12 @@ its matrix instead: with a tile's t x t values as a row of ``t * t``,
 tiles, a transpose puts the output blocks in place. More passes over memory than the compiled
 transforms, no XLA, and on the FPN's and mask head's convolutions about as fast.
 
+Where mrcnn's native transforms run (float32 outside XLA, mrcnn/native; as at inference,
+:func:`mrcnn.model.winograd.native_transforms`), the forward pass, the input gradient and the
+filter gradient's input transform use them instead of patches and Kronecker products (no
+patch, transpose, pad or crop copies): the 512 x 512 batch-2 training step took 0.86-0.90 of
+the time on both ISAs (Zen 4, docs/benchmarks.md, "Issue 9, tenth pass").
+
 The gradient uses the same form and tile (F(4 x 4, 3 x 3) in training,
 :data:`mrcnn.model.winograd.TRAINING_OUTPUT_TILE`): the input gradient of a stride-1 "same"
 3 x 3 convolution is the same convolution of ``dy`` with the kernel flipped and its channel
@@ -59,6 +65,11 @@ def matrix_forward(x, kernel, bias, tiling):
     m = tiling.m
     algorithm, t = _ALGORITHMS[m], _ALGORITHMS[m].tile
     channels, filters = int(kernel.shape[2]), int(kernel.shape[3])
+    ops = winograd.native_transforms(x.dtype)
+    if ops is not None:
+        # mrcnn's native transforms (mrcnn/native): no patches, transposes, pad or crop copies.
+        bias = tf.broadcast_to(tf.cast(bias, x.dtype), [filters])
+        return winograd._native_forward(x, kernel, bias, tiling, ops, True)
     input_matrix = tf.constant(np.kron(algorithm.bt, algorithm.bt), x.dtype)     # [t2, t2]
     output_matrix = tf.constant(np.kron(algorithm.at, algorithm.at), x.dtype)    # [m2, t2]
     # Depends on weights only: tied to x so that the executor does not run it at the start of
@@ -91,16 +102,20 @@ def matrix_filter_gradient(x, dy, tiling):
     channels, filters = int(x.shape[3]), int(dy.shape[3])
     input_matrix = tf.constant(np.kron(algorithm.bt, algorithm.bt), x.dtype)
     output_matrix = tf.constant(np.kron(algorithm.at, algorithm.at), x.dtype)
+    ops = winograd.native_transforms(x.dtype)
     # Tied to dy: made when this gradient runs, not when the forward pass made x.
     with tf.control_dependencies([dy]):
-        padded = tiling.pad(x)
+        padded = tiling.pad(x) if ops is None else tf.identity(x)
     if not tiling.whole_tiles:
         dy = tf.pad(dy, [[0, 0], [0, m * tiling.tiles_h - tiling.height],
                          [0, m * tiling.tiles_w - tiling.width], [0, 0]])
     du = None
     for first, end in tiling.chunks:
         with tf.control_dependencies([] if du is None else [du]):
-            v = _input_transform(tiling.rows(padded, first, end), input_matrix, m)
+            if ops is None:
+                v = _input_transform(tiling.rows(padded, first, end), input_matrix, m)
+            else:
+                v = ops.mrcnn_winograd_input_transform(padded, tf.stack([first, end]), m=m)
         # The chunk's output gradient as m x m blocks: [m (a), m (b), N, rows, tw, F].
         blocks = tf.reshape(dy[:, m * first:m * end],
                             [tiling.batch, end - first, m, tiling.tiles_w, m, filters])

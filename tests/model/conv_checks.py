@@ -20,3 +20,13 @@ def xla_compiled_calls(graph):
     """Ops of a traced ``graph`` that call an XLA-compiled function (``jit_compile=True``)."""
     return [op for op in graph.get_operations()
             if "_XlaMustCompile" in op.node_def.attr and op.node_def.attr["_XlaMustCompile"].b]
+
+
+def xla_free_winograd_transform_op():
+    """The op type by which the XLA-free Winograd form (mrcnn/model/winograd_matrix.py)
+    transforms its input tiles in float32: mrcnn's native op where the library is built
+    (mrcnn/native), else ``ExtractImagePatches`` (then a product by ``kron(B^T, B^T)``)."""
+    from mrcnn import native
+    if native.winograd_ops() is not None:
+        return "MrcnnWinogradInputTransform"
+    return "ExtractImagePatches"

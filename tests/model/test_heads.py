@@ -21,6 +21,8 @@ from mrcnn.model.layers import (  # noqa: E402
 from mrcnn.model.rpn import build_rpn_model, rpn_graph  # noqa: E402
 from mrcnn.model import winograd as winograd_module  # noqa: E402
 from mrcnn.model.winograd import direct_convolutions  # noqa: E402
+from tests.model.conv_checks import (  # noqa: E402
+    xla_compiled_calls, xla_free_winograd_transform_op)
 
 NUM_CLASSES = 4
 CH = 8
@@ -173,9 +175,14 @@ def test_mrcnn_bbox_is_bbox_fc_grouped_per_class(heads_model):
 
 
 def _mask_head_op_types(model, training, rois):
-    """Op types of the mask head's gradient with respect to ``mrcnn_mask_conv2``, ``rois``
-    per image (None: unknown when traced, as in the training model after the valid-ROI
-    gather)."""
+    """Op types of the graph of the mask head's gradient (:func:`_mask_head_gradient_graph`)."""
+    return {op.type for op in _mask_head_gradient_graph(model, training, rois).get_operations()}
+
+
+def _mask_head_gradient_graph(model, training, rois):
+    """The traced graph of the mask head's gradient with respect to ``mrcnn_mask_conv2``,
+    ``rois`` per image (None: unknown when traced, as in the training model after the
+    valid-ROI gather)."""
     x = tf.TensorSpec((1, rois, 7, 7, CH), tf.float32)
     xm = tf.TensorSpec((1, rois, 14, 14, CH), tf.float32)
 
@@ -185,7 +192,7 @@ def _mask_head_op_types(model, training, rois):
             loss = tf.reduce_sum(model([x, xm], training=training)[3])
         return tape.gradient(loss, model.get_layer("mrcnn_mask_conv2").kernel)
 
-    return {op.type for op in gradients.get_concrete_function(x, xm).graph.get_operations()}
+    return gradients.get_concrete_function(x, xm).graph
 
 
 def test_mask_head_convolutions_are_winograd_where_shapes_allow(heads_model, monkeypatch):
@@ -202,13 +209,14 @@ def test_mask_head_convolutions_are_winograd_where_shapes_allow(heads_model, mon
     # filter gradient; no convolution op left for them).
     assert "BatchMatMulV2" in _mask_head_op_types(heads_model, False, None)
     dynamic = _mask_head_op_types(heads_model, True, None)
-    assert "ExtractImagePatches" in dynamic and "BatchMatMulV2" in dynamic
+    assert xla_free_winograd_transform_op() in dynamic and "BatchMatMulV2" in dynamic
     # With the compiled training form switched on, a ROI count known when traced (maps of
     # MIN_TRAINING_MAP pixels) takes it; an unknown count the XLA-free form again.
     monkeypatch.setattr(winograd_module, "COMPILED_TRAINING", True)
     monkeypatch.setattr(winograd_module, "MIN_TRAINING_MAP", 14 * 14)
-    static = _mask_head_op_types(heads_model, True, 3)
-    assert "BatchMatMulV2" in static and "ExtractImagePatches" not in static
+    static = _mask_head_gradient_graph(heads_model, True, 3)
+    assert "BatchMatMulV2" in {op.type for op in static.get_operations()}
+    assert xla_compiled_calls(static)  # the compiled form's gradient; the XLA-free form has none
 
 
 def test_heads_reject_bad_inputs():

@@ -12,7 +12,7 @@ from mrcnn.model.maskrcnn import MaskRCNN
 from mrcnn.model.rpn import RpnModel, build_rpn_model
 from mrcnn.model.rpn_gradient import rpn_head_with_sparse_gradient
 from samples.shapes.shapes import make_dataset
-from tests.model.conv_checks import xla_compiled_calls
+from tests.model.conv_checks import xla_compiled_calls, xla_free_winograd_transform_op
 
 
 def _relative(a, b):
@@ -242,7 +242,12 @@ def test_training_model_gradients_equal_the_dense_rpn_gradient(tmp_path, monkeyp
     for path, got, want in zip(paths, grads, want_grads):
         assert got is not None, path
         if path not in zero_gradient:
-            assert _relative(got, want) < 1e-3, path
+            # The two sides' float rounding differs (the RPN's gradient summed in another
+            # order), and every batch-statistics BatchNorm on the way back amplifies it: at
+            # conv1, 50 layers down, it reached 2.0e-3 and 4.5e-3 of the gradient's size in 2
+            # of 8 runs. A wrong sparse gradient differs by its own size.
+            limit = 1e-3 if path.startswith(("rpn_", "fpn_", "mrcnn_")) else 1e-2
+            assert _relative(got, want) < limit, path
             compared += 1
     assert compared > 150
 
@@ -268,7 +273,7 @@ def test_the_training_pass_runs_winograd_without_xla():
         return xla_compiled_calls(graph), {op.type for op in graph.get_operations()}
 
     calls, types = compiled_calls(True)
-    assert not calls and "ExtractImagePatches" in types and "Conv2D" not in types
+    assert not calls and "Conv2D" not in types and xla_free_winograd_transform_op() in types
     calls, types = compiled_calls(False)
     if native.winograd_ops() is not None:
         assert not calls and "MrcnnWinogradInputTransform" in types

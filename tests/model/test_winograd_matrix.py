@@ -12,6 +12,17 @@ from mrcnn.model.winograd_matrix import matrix_winograd_conv2d
 from tests.model.conv_checks import xla_compiled_calls
 
 
+@pytest.fixture(autouse=True, params=["native transforms", "patches"])
+def transforms(request, monkeypatch):
+    """Each test twice: with mrcnn's native transforms (mrcnn/native, where built), which the
+    XLA-free form uses in float32, and with its own patches and Kronecker products."""
+    if request.param == "patches":
+        monkeypatch.setattr(native, "ENABLED", False)
+    elif native.winograd_ops() is None:
+        pytest.skip("the native library is not built here (tests/native)")
+    return request.param
+
+
 def _rand(*shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
