@@ -295,17 +295,22 @@ void OutputTransformGroups(const float* in, const float* bias, const OutputShape
   }
 }
 
-void ReadTile(OpKernelConstruction* context, int* m) {
-  OP_REQUIRES_OK(context, context->GetAttr("m", m));
-  OP_REQUIRES(context, *m == 2 || *m == 4 || *m == 6,
-              InvalidArgument("Winograd output tile m must be 2, 4 or 6, got ", *m));
-}
-
-class WinogradInputTransformOp : public OpKernel {
+// An op with the output tile side as its attribute m.
+class TileOp : public OpKernel {
  public:
-  explicit WinogradInputTransformOp(OpKernelConstruction* context) : OpKernel(context) {
-    ReadTile(context, &m_);
+  explicit TileOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("m", &m_));
+    OP_REQUIRES(context, m_ == 2 || m_ == 4 || m_ == 6,
+                InvalidArgument("Winograd output tile m must be 2, 4 or 6, got ", m_));
   }
+
+ protected:
+  int m_ = 0;
+};
+
+class WinogradInputTransformOp : public TileOp {
+ public:
+  using TileOp::TileOp;
 
   void Compute(OpKernelContext* context) override {
     const Tensor& x = context->input(0);
@@ -345,16 +350,11 @@ class WinogradInputTransformOp : public OpKernel {
     tensorflow::Shard(threads.num_threads, threads.workers, (shape.tiles + group - 1) / group,
                       /*cost_per_unit=*/10 * t * t * shape.channels * group, work);
   }
-
- private:
-  int m_;
 };
 
-class WinogradOutputTransformOp : public OpKernel {
+class WinogradOutputTransformOp : public TileOp {
  public:
-  explicit WinogradOutputTransformOp(OpKernelConstruction* context) : OpKernel(context) {
-    ReadTile(context, &m_);
-  }
+  using TileOp::TileOp;
 
   void Compute(OpKernelContext* context) override {
     const Tensor& products = context->input(0);
@@ -404,9 +404,6 @@ class WinogradOutputTransformOp : public OpKernel {
     tensorflow::Shard(threads.num_threads, threads.workers, (shape.tiles + group - 1) / group,
                       /*cost_per_unit=*/10 * t * t * shape.filters * group, work);
   }
-
- private:
-  int m_;
 };
 
 }  // namespace
