@@ -70,7 +70,8 @@ from mrcnn import native
 __all__ = ["WINOGRAD", "MIN_CHANNELS", "MIN_NATIVE_CHANNELS", "COMPILED_TRAINING",
            "MATRIX_TRAINING", "MIN_TRAINING_MAP", "INFERENCE_OUTPUT_TILE", "TRAINING_OUTPUT_TILE",
            "MIN_TRAINING_PIXELS", "matrix_training_applies", "direct_convolutions", "output_tile",
-           "native_transforms", "winograd_applies", "winograd_conv2d", "winograd_conv2d_numpy"]
+           "kernel_transform_product", "native_transforms", "winograd_applies", "winograd_conv2d",
+           "winograd_conv2d_numpy"]
 
 #: False: every convolution is direct (read when a model is traced; for comparisons, e.g.
 #: ``scripts/benchmark.py --no-winograd``).
@@ -423,18 +424,22 @@ class _Tiling:
         return tf.stack([self.batch, end - first, self.tiles_w])
 
 
+def kernel_transform_product(kernel, m):
+    """``U [t * t, C, F]`` of ``kernel [3, 3, C, F]`` (known C, F) for F(m x m, 3 x 3) as one
+    matrix product, ``kron(G, G) @ kernel [9, C * F]``: no XLA."""
+    t, g = m + 2, _ALGORITHMS[m].g
+    u = tf.matmul(tf.constant(np.kron(g, g), kernel.dtype), tf.reshape(kernel, [9, -1]))
+    return tf.reshape(u, [t * t, int(kernel.shape[2]), int(kernel.shape[3])])
+
+
 def _native_forward(x, kernel, bias, tiling, ops, defer_kernel_transform):
     """:func:`_winograd_forward` with the input and output transforms of mrcnn's native
     kernels (mrcnn/native/winograd_transforms.cc: one pass over the input and one over the
     output; the padding is read as zeros, the output written cropped) and the kernel transform
     as one matrix product by ``kron(G, G)``: no XLA. float32 only."""
     m = tiling.m
-    t = m + 2
-    channels, filters = int(kernel.shape[2]), int(kernel.shape[3])
     with tf.control_dependencies([x] if defer_kernel_transform else []):
-        g = _ALGORITHMS[m].g
-        u = tf.reshape(tf.matmul(tf.constant(np.kron(g, g), x.dtype), tf.reshape(kernel, [9, -1])),
-                       [t * t, channels, filters])
+        u = kernel_transform_product(kernel, m)
     outputs = []
     for first, end in tiling.chunks:
         with tf.control_dependencies(outputs[-1:]):

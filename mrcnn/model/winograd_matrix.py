@@ -64,7 +64,7 @@ def matrix_forward(x, kernel, bias, tiling):
     docs/benchmarks.md, "Issue 9, ninth pass")."""
     m = tiling.m
     algorithm, t = _ALGORITHMS[m], _ALGORITHMS[m].tile
-    channels, filters = int(kernel.shape[2]), int(kernel.shape[3])
+    filters = int(kernel.shape[3])
     ops = winograd.native_transforms(x.dtype)
     if ops is not None:
         # mrcnn's native transforms (mrcnn/native): no patches, transposes, pad or crop copies.
@@ -75,8 +75,7 @@ def matrix_forward(x, kernel, bias, tiling):
     # Depends on weights only: tied to x so that the executor does not run it at the start of
     # the step and hold it until x exists.
     with tf.control_dependencies([x]):
-        u = tf.reshape(tf.matmul(tf.constant(np.kron(algorithm.g, algorithm.g), x.dtype),
-                                 tf.reshape(kernel, [9, -1])), [t * t, channels, filters])
+        u = winograd.kernel_transform_product(kernel, m)
     padded = tiling.pad(x)
     outputs = []
     for first, end in tiling.chunks:
@@ -103,9 +102,10 @@ def matrix_filter_gradient(x, dy, tiling):
     input_matrix = tf.constant(np.kron(algorithm.bt, algorithm.bt), x.dtype)
     output_matrix = tf.constant(np.kron(algorithm.at, algorithm.at), x.dtype)
     ops = winograd.native_transforms(x.dtype)
-    # Tied to dy: made when this gradient runs, not when the forward pass made x.
+    # Tied to dy: made when this gradient runs, not when the forward pass made x. The native
+    # transform reads x unpadded (the padding as zeros).
     with tf.control_dependencies([dy]):
-        padded = tiling.pad(x) if ops is None else tf.identity(x)
+        source = tiling.pad(x) if ops is None else tf.identity(x)
     if not tiling.whole_tiles:
         dy = tf.pad(dy, [[0, 0], [0, m * tiling.tiles_h - tiling.height],
                          [0, m * tiling.tiles_w - tiling.width], [0, 0]])
@@ -113,9 +113,9 @@ def matrix_filter_gradient(x, dy, tiling):
     for first, end in tiling.chunks:
         with tf.control_dependencies([] if du is None else [du]):
             if ops is None:
-                v = _input_transform(tiling.rows(padded, first, end), input_matrix, m)
+                v = _input_transform(tiling.rows(source, first, end), input_matrix, m)
             else:
-                v = ops.mrcnn_winograd_input_transform(padded, tf.stack([first, end]), m=m)
+                v = ops.mrcnn_winograd_input_transform(source, tf.stack([first, end]), m=m)
         # The chunk's output gradient as m x m blocks: [m (a), m (b), N, rows, tw, F].
         blocks = tf.reshape(dy[:, m * first:m * end],
                             [tiling.batch, end - first, m, tiling.tiles_w, m, filters])

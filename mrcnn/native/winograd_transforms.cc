@@ -19,7 +19,6 @@
 // check both against each other and against the direct convolution).
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <vector>
 
@@ -198,14 +197,15 @@ inline int64 TileGroup(int t, int64 channels) {
   return std::max<int64>(1, (64 * 1024) / std::max<int64>(1, t * t * channels));
 }
 
-// Runs fn(c) over channel offsets 0 .. n, 8 at a time where it can.
-template <int M, class Fn8, class Fn1>
-inline void OverChannels(int64 n, Fn8 fn8, Fn1 fn1) {
+// Runs fn(lanes, c) over channel offsets c = 0 .. n: Lanes8 eight at a time where it can,
+// Lanes1 for the rest.
+template <class Fn>
+inline void OverChannels(int64 n, Fn fn) {
   int64 c = 0;
 #if defined(__AVX2__) && defined(__FMA__)
-  for (; c + 8 <= n; c += 8) fn8(c);
+  for (; c + 8 <= n; c += 8) fn(Lanes8(), c);
 #endif
-  for (; c < n; ++c) fn1(c);
+  for (; c < n; ++c) fn(Lanes1(), c);
 }
 
 struct InputShape {
@@ -236,14 +236,9 @@ void InputTransformGroups(const float* in, const InputShape& shape, int64 group,
       }
       float* dst = &buffer[(p - p0) * channels];
       const int64 plane = group * channels;
-      OverChannels<M>(
-          channels,
-          [&](int64 c) {
-#if defined(__AVX2__) && defined(__FMA__)
-            InputTile<Lanes8, M>(pixels, c, dst + c, plane);
-#endif
-          },
-          [&](int64 c) { InputTile<Lanes1, M>(pixels, c, dst + c, plane); });
+      OverChannels(channels, [&](auto lanes, int64 c) {
+        InputTile<decltype(lanes), M>(pixels, c, dst + c, plane);
+      });
     }
     for (int k = 0; k < T * T; ++k)
       StreamCopy(out + (k * shape.tiles + p0) * channels, &buffer[k * group * channels],
@@ -283,14 +278,9 @@ void OutputTransformGroups(const float* in, const float* bias, const OutputShape
       }
       const float* products = &buffer[(p - p0) * filters];
       const int64 plane = group * filters;
-      OverChannels<M>(
-          filters,
-          [&](int64 f) {
-#if defined(__AVX2__) && defined(__FMA__)
-            OutputTile<Lanes8, M>(products, plane, bias, pixels, f);
-#endif
-          },
-          [&](int64 f) { OutputTile<Lanes1, M>(products, plane, bias, pixels, f); });
+      OverChannels(filters, [&](auto lanes, int64 f) {
+        OutputTile<decltype(lanes), M>(products, plane, bias, pixels, f);
+      });
     }
   }
 }
